@@ -27,3 +27,24 @@ def test_unknown_subcommand_is_an_error():
     with pytest.raises(SystemExit) as e:
         main(["fly"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("cmd", ["quickstart", "cache", "train", "eval"])
+def test_subcommand_help_explains_options(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args([cmd, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--home" in out and (cmd == "quickstart" or ("--profile" in out and "config" in out))
+
+
+def test_unknown_model_offline_is_one_clear_line(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("name: bad\nmodel: no-such-org/no-such-model\nhook: blocks.0.hook_resid_post\ncorpus: default\n"
+                   "ctx_len: 16\nn_train_tokens: 100\nn_eval_tokens: 10\nsae: {arch: topk, d_in: 8, expansion: 1, k: 2}\n"
+                   "train: {n_tokens: 100, batch_size: 10}\n")
+    from saens.models import hub_offline
+    with hub_offline():
+        rc = main(["cache", str(cfg), "--profile", "paper", "--home", str(tmp_path / "home")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "no-such-org/no-such-model" in err and "DEFAULT_MODEL" in err and "Traceback" not in err
