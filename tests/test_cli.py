@@ -47,3 +47,16 @@ def test_unknown_model_offline_is_one_clear_line(tmp_path, capsys):
         rc = main(["cache", str(cfg), "--profile", "paper", "--home", str(tmp_path / "home")])
     err = capsys.readouterr().err
     assert rc == 1 and "no-such-org/no-such-model" in err and "DEFAULT_MODEL" in err and "Traceback" not in err
+
+
+def test_missing_dataset_offline_names_the_fetch_step(tmp_path, monkeypatch, capsys):
+    # no npm / apt-get / pip on PATH: the fetch cannot run, and the error says which step fetches the data
+    monkeypatch.setenv("SAENS_HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    from saens.tasks import DatasetNotAvailable, load_task
+    with pytest.raises(DatasetNotAvailable, match="saens data fetch sotu"):
+        load_task("sotu")
+    assert main(["data", "fetch", "topic", "--home", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "apt-get" in err and "Traceback" not in err
+    assert not list(tmp_path.rglob("*.jsonl"))
