@@ -423,4 +423,5 @@ d = { 'settings': { 'branch': 'main',
                              'saens.train.load_checkpoint': ('train.html#load_checkpoint', 'saens/train.py'),
                              'saens.train.lr_at': ('train.html#lr_at', 'saens/train.py'),
                              'saens.train.sparsity_scale_at': ('train.html#sparsity_scale_at', 'saens/train.py'),
-                             'saens.train.train_sae': ('train.html#train_sae', 'saens/train.py')}}}
+                             'saens.train.train_sae': ('train.html#train_sae', 'saens/train.py'),
+                             'saens.train.tune_malloc': ('train.html#tune_malloc', 'saens/train.py')}}}
