@@ -79,7 +79,7 @@ def saens_home() -> Path:
 
 def get_acts(d: int, n: int, seed: int = 0):
     """`n` rows of width `d` (float32, CPU): the embedded model's cached activations when `d` is its width and a cache
-    exists (repeated if there are fewer rows), else synthetic ones: sparse sums of random unit directions plus noise."""
+    exists (repeated if there are fewer rows), else samples of chapter 5's toy model."""
     import torch
     from safetensors.torch import load_file
     if d == 576:
@@ -89,17 +89,10 @@ def get_acts(d: int, n: int, seed: int = 0):
             src = f"cached SmolLM2-135M blocks.9 residuals ({shards[0].parent.name}, {len(x)} rows)"
             if len(x) < n: x = x.repeat(math.ceil(n / len(x)), 1); src += ", repeated"
             return x[:n].contiguous(), src
-    g = torch.Generator().manual_seed(seed)
-    n_dir, active = 4 * d, 16
-    D = torch.randn(n_dir, d, generator=g); D /= D.norm(dim=-1, keepdim=True)
-    mu = torch.randn(d, generator=g)
-    out = torch.empty(n, d)
-    for s in range(0, n, 8192):
-        e = min(n, s + 8192)
-        idx = torch.randint(0, n_dir, (e - s, active), generator=g)
-        c = torch.zeros(e - s, n_dir).scatter_(1, idx, torch.rand(e - s, active, generator=g) * 3)
-        out[s:e] = c @ D + 0.1 * torch.randn(e - s, d, generator=g) + mu
-    return out, f"synthetic: {active} of {n_dir} random unit directions per row, Exp-like weights, noise 0.1, offset"
+    from saens.toy import make_toy_model      # chapter 5's known dictionary in superposition, at this width
+    toy = make_toy_model(d, 4 * d, mean_active=16, seed=seed)
+    out = torch.cat([toy.sample(min(8192, n - s), seed=seed + s) for s in range(0, n, 8192)])
+    return out, f"synthetic: chapter 5's toy model, {4 * d} unit features in R^{d}, 16 active per row on average"
 
 
 def train_timed(sae, data, steps, B, warm, transform=None, device="cpu"):
