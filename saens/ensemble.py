@@ -209,6 +209,7 @@ def train_boosting(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, 
             r_upto = len(members)
         m = train_sae(make_sae(arch, d_in, d_sae, seed=seed + j, **sae_kwargs), r if held else data, c,
                       transform=None if held or not prev else (lambda x, prev=prev: _residual_fn(prev, x)),
+                      raw=data if held and prev else None,
                       desc=f"boosting {j + 1}/{J}", comm=comm)
         m.requires_grad_(False)
         if done is not None and comm.is_main: save_sae(m, done)

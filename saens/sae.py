@@ -75,17 +75,34 @@ class SAE(nn.Module):
         if n_members is not None: _check_dims("n_members", n_members)
         self.d_in, self.d_sae, self.n_members, self.seed = d_in, d_sae, n_members, seed
         self.apply_b_dec_to_input = apply_b_dec_to_input
-        J = n_members or 1
-        gens = [torch.Generator().manual_seed(seed + j) for j in range(J)]
-        W = torch.stack([torch.randn(d_sae, d_in, generator=g, dtype=torch.float64) for g in gens])
-        W = W / W.norm(dim=-1, keepdim=True)
-        if n_members is None: W = W[0]
         kw = dict(dtype=dtype, device=device)
         lead = (n_members,) if n_members else ()
-        self.W_dec = nn.Parameter(W.to(**kw))
-        self.W_enc = nn.Parameter(W.transpose(-1, -2).contiguous().to(**kw))
+        self.W_dec = nn.Parameter(torch.empty(*lead, d_sae, d_in, **kw))
+        self.W_enc = nn.Parameter(torch.empty(*lead, d_in, d_sae, **kw))
         self.b_enc = nn.Parameter(torch.zeros(*lead, d_sae, **kw))
         self.b_dec = nn.Parameter(torch.zeros(*lead, d_in, **kw))
+        self.reinit_("tied")
+
+    @torch.no_grad()
+    def reinit_(self, scheme: str = "tied") -> "SAE":
+        """Redraw `W_dec` and `W_enc` from the SAE's seed (member j from `seed + j`). `tied`: random unit decoder rows and
+        `W_enc = W_dec^T`. `kaiming`: independent Kaiming-uniform draws (bound $\sqrt{6/\text{fan\_in}}$, torch's fan-in: the
+        size of dimension 1), then decoder rows scaled to unit norm."""
+        if scheme not in ("tied", "kaiming"): raise ValueError(f"init: expected 'tied' or 'kaiming', got {scheme!r}")
+        J = self.n_members or 1
+        gens = [torch.Generator().manual_seed(self.seed + j) for j in range(J)]
+        if scheme == "tied":
+            W = torch.stack([torch.randn(self.d_sae, self.d_in, generator=g, dtype=torch.float64) for g in gens])
+            W = W / W.norm(dim=-1, keepdim=True)
+            E = W.transpose(-1, -2)
+        else:
+            u = lambda g, *shape: (2 * torch.rand(*shape, generator=g, dtype=torch.float64) - 1) * math.sqrt(6 / shape[1])
+            W = torch.stack([u(g, self.d_sae, self.d_in) for g in gens])
+            E = torch.stack([u(g, self.d_in, self.d_sae) for g in gens])
+        W = W / W.norm(dim=-1, keepdim=True)
+        if self.n_members is None: W, E = W[0], E[0]
+        self.W_dec.copy_(W); self.W_enc.copy_(E)
+        return self
 
     # -- configuration -------------------------------------------------------------------------
     def extra_config(self) -> dict:
@@ -128,10 +145,10 @@ class SAE(nn.Module):
     def train_activation(self, z: Tensor) -> Tensor:
         "The nonlinearity used for training (defaults to `activation`)."
         return self.activation(z)
-    def sparsity_loss(self, codes: Tensor, z: Tensor) -> Tensor:
+    def sparsity_loss(self, codes: Tensor, z: Tensor, plain_l1: bool = False) -> Tensor:
         "Per-member sparsity penalty, already multiplied by its coefficient."
         return codes.new_zeros(codes.shape[:-2])
-    def aux_loss(self, x, x_hat, z, dead_mask) -> Tensor:
+    def aux_loss(self, x, x_hat, z, dead_mask, auxk: str = "saens", aux_input: Tensor | None = None) -> Tensor:
         "Per-member auxiliary loss (AuxK for the TopK family)."
         return x_hat.new_zeros(x_hat.shape[:-2])
 
@@ -145,18 +162,20 @@ class SAE(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor: return self.decode(self.encode(x))
 
-    def train_codes(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def train_codes(self, z: Tensor, plain_l1: bool = False) -> tuple[Tensor, Tensor]:
         "Training codes and the sparsity penalty from pre-activations `z` (subclasses may fuse the two)."
         codes = self.train_activation(z)
-        return codes, self.sparsity_loss(codes, z)
+        return codes, self.sparsity_loss(codes, z, plain_l1)
 
-    def loss(self, x: Tensor, *, sparsity_scale: float = 1.0, dead_mask: Tensor | None = None) -> LossOutput:
-        "Training loss: squared error summed over `d_in`, plus `sparsity_scale` x sparsity penalty, plus aux."
+    def loss(self, x: Tensor, *, sparsity_scale: float = 1.0, dead_mask: Tensor | None = None, plain_l1: bool = False,
+             auxk: str = "saens", aux_input: Tensor | None = None) -> LossOutput:
+        """Training loss: squared error summed over `d_in`, plus `sparsity_scale` x sparsity penalty, plus aux.
+        `plain_l1`: the ReLU penalty without decoder norms; `auxk`, `aux_input`: which AuxK (TopK family, below)."""
         z = self.pre_acts(x)
-        codes, sparsity = self.train_codes(z)
+        codes, sparsity = self.train_codes(z, plain_l1)
         x_hat = self.decode(codes)
         mse = (x_hat - x.to(x_hat.dtype)).pow(2).sum(-1).mean(-1)
-        aux = self.aux_loss(x, x_hat, z, dead_mask)
+        aux = self.aux_loss(x, x_hat, z, dead_mask, auxk, aux_input)
         total = (mse + sparsity_scale * sparsity + aux).sum()
         return LossOutput(total, mse.detach(), sparsity.detach(), aux.detach(), codes.detach(), x_hat.detach())
 
@@ -208,8 +227,9 @@ class ReLUSAE(SAE):
         super().__init__(d_in, d_sae, **kw); self.l1_coeff = l1_coeff
     def extra_config(self): return dict(l1_coeff=self.l1_coeff)
     def activation(self, z): return torch.relu(z)
-    def sparsity_loss(self, codes, z):  # sum over tokens first: one reduction instead of a product over [n, d_sae]
-        return self.l1_coeff * (codes.sum(-2) * self.W_dec.norm(dim=-1)).sum(-1) / codes.shape[-2]
+    def sparsity_loss(self, codes, z, plain_l1=False):  # sum over tokens first: one reduction, not a product over [n, d_sae]
+        per_feature = codes.sum(-2) if plain_l1 else codes.sum(-2) * self.W_dec.norm(dim=-1)
+        return self.l1_coeff * per_feature.sum(-1) / codes.shape[-2]
 
 # %% ../nbs/01_sae.ipynb #8f70d5af
 def _topk_codes(z: Tensor, k: int) -> Tensor:
@@ -313,15 +333,31 @@ class TopKSAE(SAE):
     def extra_config(self): return dict(k=self.k, aux_k=self.aux_k, aux_coeff=self.aux_coeff)
     def activation(self, z): return _topk_codes(z, self.k)
 
-    def aux_loss(self, x, x_hat, z, dead_mask):
-        zero = x_hat.new_zeros(x_hat.shape[:-2])
-        if dead_mask is None or self.aux_coeff == 0 or not dead_mask.any(): return zero
-        k_aux = min(self.aux_k, int(dead_mask.sum(-1).max()))
+    def _aux_plan(self, dead_mask: Tensor | None, auxk: str):
+        "`(k_aux, weight [*members])` of the AuxK loss for this dead mask, or None when it does not apply."
+        if auxk not in ("saens", "authors"): raise ValueError(f"auxk: expected 'saens' or 'authors', got {auxk!r}")
+        if dead_mask is None or not bool(dead_mask.any()): return None
+        n_dead = dead_mask.sum(-1)                                   # [*members]
+        if auxk == "saens":
+            if self.aux_coeff == 0: return None
+            return min(self.aux_k, int(n_dead.max())), self.aux_coeff * (n_dead > 0).to(self.W_dec.dtype)
+        k_nominal = max(1, self.d_sae // 2)
+        return min(k_nominal, int(n_dead.max())), (n_dead.to(self.W_dec.dtype) / k_nominal).clamp(max=1)
+
+    def _aux_value(self, e_hat, x, x_hat, weight, auxk, aux_input):
+        "`weight * ||e_hat - e||^2` per member, with the target `e` and bias of the chosen AuxK (table above)."
+        if auxk == "saens": e = (x.to(x_hat.dtype) - x_hat).detach()
+        else:
+            e_hat = e_hat + self._b(self.b_dec)
+            e = (x if aux_input is None else aux_input).to(x_hat.dtype) - x_hat
+        return weight * (e_hat - e).pow(2).sum(-1).mean(-1)
+
+    def aux_loss(self, x, x_hat, z, dead_mask, auxk="saens", aux_input=None):
+        plan = self._aux_plan(dead_mask, auxk)
+        if plan is None: return x_hat.new_zeros(x_hat.shape[:-2])
+        k_aux, weight = plan
         z_dead = z.masked_fill(~self._b(dead_mask), float("-inf"))
-        e_hat = _topk_codes(z_dead, k_aux) @ self.W_dec          # no bias: it models the residual
-        e = (x.to(x_hat.dtype) - x_hat).detach()
-        aux = self.aux_coeff * (e_hat - e).pow(2).sum(-1).mean(-1)
-        return aux * dead_mask.any(-1) if dead_mask.ndim > 1 else aux   # stacked: no dead feature, no aux loss
+        return self._aux_value(_topk_codes(z_dead, k_aux) @ self.W_dec, x, x_hat, weight, auxk, aux_input)
 
     def forward(self, x: Tensor) -> Tensor:
         "`decode(encode(x))` without the dense codes: each token's K winners are gathered from the dictionary."
@@ -329,21 +365,20 @@ class TopKSAE(SAE):
         vals, idx, _, _ = _TopKEncode.apply(x.to(self.W_enc.dtype), self.W_enc, self.enc_bias(), self.k, None, 0)
         return _SparseDecode.apply(vals, idx, self.W_dec) + self._b(self.b_dec)
 
-    def loss(self, x: Tensor, *, sparsity_scale: float = 1.0, dead_mask: Tensor | None = None) -> LossOutput:
+    def loss(self, x: Tensor, *, sparsity_scale: float = 1.0, dead_mask: Tensor | None = None, plain_l1: bool = False,
+             auxk: str = "saens", aux_input: Tensor | None = None) -> LossOutput:
         "The base class's loss (reconstruction + AuxK), computed on the sparse path: only the winners are decoded."
         self.check_input(x)
         x = x.to(self.W_enc.dtype)
-        if x.ndim != 2 and not (self.n_members and x.ndim == 3): return super().loss(x, sparsity_scale=sparsity_scale, dead_mask=dead_mask)
-        use_aux = dead_mask is not None and self.aux_coeff != 0 and bool(dead_mask.any())
-        k_aux = min(self.aux_k, int(dead_mask.sum(-1).max())) if use_aux else 0
+        if x.ndim != 2 and not (self.n_members and x.ndim == 3):
+            return super().loss(x, sparsity_scale=sparsity_scale, dead_mask=dead_mask, auxk=auxk, aux_input=aux_input)
+        plan = self._aux_plan(dead_mask, auxk)
         vals, idx, aux_vals, aux_idx = _TopKEncode.apply(x, self.W_enc, self.enc_bias(), min(self.k, self.d_sae),
-                                                         dead_mask if use_aux else None, k_aux)
+                                                         dead_mask if plan else None, plan[0] if plan else 0)
         x_hat = _SparseDecode.apply(vals, idx, self.W_dec) + self._b(self.b_dec)
         mse = (x_hat - x).pow(2).sum(-1).mean(-1)
-        if use_aux:   # the top dead features reconstruct the residual (no bias), as in `aux_loss`
-            e_hat = _SparseDecode.apply(aux_vals, aux_idx, self.W_dec)
-            aux = self.aux_coeff * (e_hat - (x - x_hat).detach()).pow(2).sum(-1).mean(-1)
-            if dead_mask.ndim > 1: aux = aux * dead_mask.any(-1)   # stacked: a member with no dead feature has no aux loss
+        if plan:   # the top dead features reconstruct the residual, as in `aux_loss`
+            aux = self._aux_value(_SparseDecode.apply(aux_vals, aux_idx, self.W_dec), x, x_hat, plan[1], auxk, aux_input)
         else: aux = x_hat.new_zeros(x_hat.shape[:-2])
         sparsity = x_hat.new_zeros(x_hat.shape[:-2])
         vals, idx = vals.detach(), idx
@@ -419,9 +454,9 @@ class JumpReLUSAE(SAE):
     def threshold(self) -> Tensor: return self.log_threshold.exp()
     def activation(self, z): return z * (z > self._b(self.threshold))
     def train_activation(self, z): return _JumpReLUFn.apply(z, self._b(self.threshold), self.bandwidth)[0]
-    def sparsity_loss(self, codes, z):
+    def sparsity_loss(self, codes, z, plain_l1=False):
         return self.sparsity_coeff * _JumpReLUFn.apply(z, self._b(self.threshold), self.bandwidth)[1].mean(-1)
-    def train_codes(self, z):
+    def train_codes(self, z, plain_l1=False):
         codes, l0 = _JumpReLUFn.apply(z, self._b(self.threshold), self.bandwidth)
         return codes, self.sparsity_coeff * l0.mean(-1)
     def _scale_thresholds_(self, s): self.log_threshold += s.log()

@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 from .sae import SAE, _atomic_write, make_sae
 
 # %% auto #0
-__all__ = ['PROFILES', 'CHECKPOINT_NAME', 'current_profile', 'by_profile', 'TrainConfig', 'lr_at', 'sparsity_scale_at',
-           'BatchSource', 'geometric_median', 'load_checkpoint', 'SingleProcess', 'train_sae', 'tune_malloc']
+__all__ = ['PROFILES', 'RECIPES', 'RECIPE_FIELDS', 'RECIPE_DATA', 'CHECKPOINT_NAME', 'current_profile', 'by_profile',
+           'TrainConfig', 'lr_at', 'sparsity_scale_at', 'BatchSource', 'geometric_median', 'load_checkpoint',
+           'SingleProcess', 'MemberBatches', 'clip_grad_norm_', 'train_sae', 'tune_malloc']
 
 # %% ../nbs/02_train.ipynb #2ffd71fc
 PROFILES = ("ci", "laptop", "paper")
@@ -39,19 +40,27 @@ def by_profile(ci, laptop, paper):
 # %% ../nbs/02_train.ipynb #db99b95f
 @dataclass
 class TrainConfig:
-    "Hyperparameters of one training run (defaults follow the paper: Adam, lr 3e-4)."
+    """Hyperparameters of one training run. Fields left at `None` take the value of the named `recipe`
+    (`RECIPES`, below); any field given explicitly overrides its recipe."""
     n_tokens: int = 1_000_000          # training tokens; steps = n_tokens // batch_size
     batch_size: int = 4096             # tokens per step (the paper uses 10,000)
-    lr: float = 3e-4
-    betas: tuple = (0.9, 0.999)
-    lr_warmup_steps: int = 100
-    lr_decay_frac: float = 0.2         # linear decay to 0 over this final fraction of steps
-    sparsity_warmup_steps: int = 500   # L1 / L0 coefficient ramps up linearly over these steps
+    lr: float = 3e-4                   # Adam's learning rate (the paper's)
+    recipe: str = "saens"              # "saens" or "authors": the defaults of every field below that is None
+    betas: tuple | None = None         # Adam's (beta1, beta2)
+    lr_warmup_steps: int | None = None # linear learning-rate warm-up over these steps (0: none)
+    lr_decay_frac: float | None = None # linear decay to 0 over this final fraction of steps (0: constant)
+    sparsity_warmup_steps: int | None = None  # the L1 / L0 coefficient ramps up linearly over these steps (0: none)
+    grad_clip: float | None = None     # clip each SAE's (each member's) gradient norm to this (0: no clipping)
+    decoder_norm: str | None = None    # "auto": the architecture's own (chapter 1); "renormalise": unit rows after every step, plain L1
+    init: str | None = None            # "tied": the weights the SAE was built with; "kaiming": redrawn (`SAE.reinit_`)
+    normalize_activations: bool | None = None  # train on s*x with E||s*x||^2 = d_in; s is folded back at the end
     b_dec_init: str = "geometric_median"  # or "mean" or "zeros"
-    normalize_activations: bool = True # train on s*x with E||s*x||^2 = d_in; s is folded back at the end
+    b_dec_data: str | None = None      # boosting: b_dec from the stage's own "input" (its residual) or the "raw" activations
     n_init_samples: int = 4096         # activations used to estimate s and b_dec
-    dead_window: int = 1_000_000       # a feature that has not fired for this many tokens is dead
-    seed: int = 0                      # data order
+    dead_window: int | None = None     # tokens without firing after which a feature counts as dead (feeds AuxK)
+    auxk: str | None = None            # TopK family: the "saens" or the "authors" AuxK loss (chapter 1)
+    data_seed: str | None = None       # "config": data order from `seed`; "model": from each SAE's (member's) own seed
+    seed: int = 0                      # data order when data_seed == "config"
     device: str | None = None          # default: where the SAE is
     checkpoint_dir: str | None = None  # where to write checkpoint.pt (None: no checkpoints)
     checkpoint_every: int = 0          # steps between checkpoints (0: only at the end)
@@ -63,17 +72,40 @@ class TrainConfig:
     def n_steps(self) -> int: return self.n_tokens // self.batch_size
 
     def __post_init__(self):
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown training recipe {self.recipe!r}; the known recipes are {sorted(RECIPES)}")
         if self.batch_size <= 0 or self.n_tokens < self.batch_size:
             raise ValueError(f"need n_tokens >= batch_size > 0, got n_tokens={self.n_tokens}, batch_size={self.batch_size}")
-        if self.b_dec_init not in ("geometric_median", "mean", "zeros"):
-            raise ValueError(f"b_dec_init must be 'geometric_median', 'mean' or 'zeros', got {self.b_dec_init!r}")
+        for name, value in RECIPES[self.recipe].items():
+            if getattr(self, name) is None: setattr(self, name, value(self) if callable(value) else value)
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0 <= self.lr_decay_frac <= 1: raise ValueError("lr_decay_frac must be in [0, 1]")
+        if self.grad_clip < 0: raise ValueError(f"grad_clip must be >= 0 (0: off), got {self.grad_clip}")
         self.betas = tuple(self.betas)
 
+    def differences(self, other: "TrainConfig") -> dict:
+        "`{field: (self's value, other's value)}` for the recipe fields where the two configs differ."
+        return {k: (getattr(self, k), getattr(other, k)) for k in RECIPE_FIELDS if getattr(self, k) != getattr(other, k)}
+
+RECIPES = {
+    "saens": dict(betas=(0.9, 0.999), lr_warmup_steps=100, lr_decay_frac=0.2, sparsity_warmup_steps=500, grad_clip=0.0,
+                  decoder_norm="auto", init="tied", normalize_activations=True, b_dec_data="input",
+                  dead_window=1_000_000, auxk="saens", data_seed="config"),
+    "authors": dict(betas=(0.0, 0.999), lr_warmup_steps=0, lr_decay_frac=0.0, sparsity_warmup_steps=0, grad_clip=1.0,
+                    decoder_norm="renormalise", init="kaiming", normalize_activations=False, b_dec_data="raw",
+                    dead_window=lambda c: 1000 * c.batch_size, auxk="authors", data_seed="model"),
+}
+RECIPE_FIELDS = tuple(RECIPES["saens"])
+# what a recipe says about the data rather than the optimisation: applied by the activation cache (chapters 7, 8)
+RECIPE_DATA = {"saens": dict(keep_bos=False), "authors": dict(keep_bos=True)}
+_CHOICES = dict(b_dec_init=("geometric_median", "mean", "zeros"), decoder_norm=("auto", "renormalise"),
+                init=("tied", "kaiming"), b_dec_data=("input", "raw"), auxk=("saens", "authors"), data_seed=("config", "model"))
+
 # these fields decide the trajectory: a checkpoint can only be resumed under the same values
-_TRAJECTORY_FIELDS = ("n_tokens", "batch_size", "lr", "betas", "lr_warmup_steps", "lr_decay_frac",
-                      "sparsity_warmup_steps", "b_dec_init", "normalize_activations", "n_init_samples",
-                      "dead_window", "seed")
+_TRAJECTORY_FIELDS = ("n_tokens", "batch_size", "lr", "b_dec_init", "n_init_samples", "seed") + RECIPE_FIELDS
+
 
 # %% ../nbs/02_train.ipynb #d2a277f3
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -186,47 +218,85 @@ def _batch_ev(x: Tensor, x_hat: Tensor, comm: SingleProcess | None = None) -> fl
     var = comm.sum((x - comm.mean(x.mean(-2, keepdim=True))).pow(2).sum(-2))
     return (1 - resid / var.clamp_min(1e-12)).mean().item()
 
-def _init_from_data(sae: SAE, src: BatchSource, cfg: TrainConfig, transform, device) -> float:
-    "Estimate the activation scale and initialise `b_dec`; returns the scale s."
-    x = src.sample(cfg.n_init_samples).to(device=device, dtype=torch.float32)
+class MemberBatches:
+    "One `BatchSource` per stacked member, each with its own seed: batch `step` is `[J, n, d_in]`, member j's rows in its own order."
+    def __init__(self, data, batch_size: int, seeds):
+        self.sources = [BatchSource(data, batch_size, s) for s in seeds]
+    def __call__(self, step: int, rank: int = 0, world_size: int = 1) -> Tensor:
+        return torch.stack([torch.as_tensor(s(step, rank, world_size)) for s in self.sources])
+    def sample(self, n: int) -> Tensor: return torch.stack([s.sample(n) for s in self.sources])
+
+def _batches(data, cfg: TrainConfig, sae: SAE):
+    "The training order: `cfg.seed` for every SAE, or (`data_seed='model'`) each SAE's, each member's, own seed."
+    if cfg.data_seed == "config": return BatchSource(data, cfg.batch_size, cfg.seed)
+    if sae.n_members: return MemberBatches(data, cfg.batch_size, [sae.seed + j for j in range(sae.n_members)])
+    return BatchSource(data, cfg.batch_size, sae.seed)
+
+def _init_from_data(sae: SAE, src, cfg: TrainConfig, transform, device, raw_src=None) -> float:
+    """Estimate the activation scale and initialise `b_dec`; returns the scale s. With `b_dec_data='raw'` the sample is
+    taken before any residual (`raw_src`, or `src` without `transform`)."""
+    use_raw = cfg.b_dec_data == "raw"
+    x = (raw_src if use_raw and raw_src is not None else src).sample(cfg.n_init_samples).to(device=device, dtype=torch.float32)
     sae.check_input(x); _finite_or_raise(x, 0, "the initialisation sample")
-    if transform is not None: x = transform(x)
+    if transform is not None and not use_raw: x = transform(x)
     s = math.sqrt(sae.d_in / x.pow(2).sum(-1).mean().clamp_min(1e-12).item()) if cfg.normalize_activations else 1.0
     x = x * s
     if cfg.b_dec_init != "zeros":
-        centre = geometric_median(x) if cfg.b_dec_init == "geometric_median" else x.double().mean(0)
-        with torch.no_grad(): sae.b_dec.copy_(centre.to(sae.b_dec.dtype).expand_as(sae.b_dec))
+        centre = geometric_median if cfg.b_dec_init == "geometric_median" else (lambda v: v.double().mean(0))
+        c = torch.stack([centre(xj) for xj in x]) if x.ndim == 3 else centre(x)   # one centre per member's own sample
+        with torch.no_grad(): sae.b_dec.copy_(c.to(sae.b_dec.dtype).expand_as(sae.b_dec))
     return s
+
+@torch.no_grad()
+def clip_grad_norm_(sae: SAE, max_norm: float) -> Tensor:
+    """Scale the gradient of each SAE, of each member of a stacked SAE separately, to norm at most `max_norm`
+    (`torch.nn.utils.clip_grad_norm_`'s rule); returns the norms before clipping, `[*members]`."""
+    grads = [p.grad for p in sae.parameters() if p.grad is not None]
+    J = sae.n_members
+    sq = sum(g.pow(2).reshape(J, -1).sum(1) if J else g.pow(2).sum() for g in grads)
+    norm = sq.sqrt()
+    coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    for g in grads: g.mul_(coef.view(-1, *([1] * (g.ndim - 1))) if J else coef)
+    return norm
+
 
 # %% ../nbs/02_train.ipynb #2c60a68d
 def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Callable[[Tensor], Tensor] | None = None,
-              on_step: Callable[[int, dict], None] | None = None, desc: str = "train", comm: SingleProcess | None = None) -> SAE:
-    "Train `sae` on `data` (rows of activations, or `step -> batch`); returns it acting on raw activations."
+              raw=None, on_step: Callable[[int, dict], None] | None = None, desc: str = "train",
+              comm: SingleProcess | None = None) -> SAE:
+    """Train `sae` on `data` (rows of activations, or `step -> batch`); returns it acting on raw activations.
+    `raw`: rows aligned with `data` holding the activations before a residual was taken (boosting), used by
+    `b_dec_data='raw'` and by the authors' AuxK target; with `transform`, the untransformed batch plays that part."""
     cfg, comm = cfg or TrainConfig(), comm or SingleProcess()
     if cfg.batch_size % comm.world_size:
         raise ValueError(f"batch_size={cfg.batch_size} cannot be split equally over {comm.world_size} processes: "
                          f"choose a multiple of {comm.world_size}, or launch a number of processes that divides it")
     device = torch.device(cfg.device) if cfg.device else sae.W_enc.device
     sae.to(device).train()
-    src = BatchSource(data, cfg.batch_size, cfg.seed)
+    src = _batches(data, cfg, sae)
+    raw_src = _batches(raw, cfg, sae) if raw is not None else None
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.betas)
     ckpt = Path(cfg.checkpoint_dir) / CHECKPOINT_NAME if cfg.checkpoint_dir else None
     lead = (sae.n_members,) if sae.n_members else ()
     since_fired = torch.zeros(*lead, sae.d_sae, dtype=torch.long, device=device)
     start, history = 0, []
+    mode = sae.decoder_norm if cfg.decoder_norm == "auto" else "renormalise"   # "penalise", "constrain" or "renormalise"
+    aux_raw = cfg.auxk == "authors" and (raw_src is not None or transform is not None)
 
     st = comm.main_only(lambda: load_checkpoint(ckpt) if ckpt is not None and cfg.resume and ckpt.exists() else None)
     if st is not None:
         if st["sae_config"] != sae.config:
             raise ValueError(f"checkpoint {ckpt} is for an SAE {st['sae_config']}, not {sae.config}")
-        diff = {k: (st["train_config"][k], getattr(cfg, k)) for k in _TRAJECTORY_FIELDS
-                if st["train_config"].get(k) != getattr(cfg, k)}
+        saved = lambda k: st["train_config"].get(k, RECIPES["saens"].get(k))   # checkpoints older than the recipes
+        diff = {k: (saved(k), getattr(cfg, k)) for k in _TRAJECTORY_FIELDS
+                if (tuple(saved(k)) if k == "betas" else saved(k)) != getattr(cfg, k)}
         if diff: raise ValueError(f"checkpoint {ckpt} was written with different settings (saved, now): {diff}")
         sae.load_state_dict(st["sae"]); opt.load_state_dict(st["optimizer"])
         scale, start, history = st["scale"], st["step"], st["history"]
         since_fired.copy_(st["since_fired"])
     else:
-        scale = comm.main_only(lambda: _init_from_data(sae, src, cfg, transform, device))
+        if cfg.init == "kaiming": sae.reinit_("kaiming")
+        scale = comm.main_only(lambda: _init_from_data(sae, src, cfg, transform, device, raw_src))
     comm.sync_module(sae)
 
     def save(step):
@@ -235,33 +305,40 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
                                     train_config=asdict(cfg), scale=scale, step=step, history=history,
                                     since_fired=since_fired))
 
-    constrain = sae.decoder_norm == "constrain"
+    def batch(source, step):
+        x = source(step, comm.rank, comm.world_size).to(device=device, dtype=torch.float32)
+        if x.shape[-1] != sae.d_in or x.ndim != (3 if isinstance(source, MemberBatches) else 2):
+            raise ValueError(f"step {step}: batch has shape {tuple(x.shape)}, expected [n, d_in={sae.d_in}]")
+        _finite_or_raise(x, step, "the activation batch")
+        return x
+
     bar = tqdm(range(start, cfg.n_steps), desc=desc, disable=not (cfg.progress and comm.is_main), initial=start, total=cfg.n_steps)
     ema, t0 = None, time.perf_counter()
     for step in bar:
-        x = src(step, comm.rank, comm.world_size).to(device=device, dtype=torch.float32)
-        if x.ndim != 2 or x.shape[-1] != sae.d_in:
-            raise ValueError(f"step {step}: batch has shape {tuple(x.shape)}, expected [n, d_in={sae.d_in}]")
-        _finite_or_raise(x, step, "the activation batch")
+        x = batch(src, step)
+        x_raw = batch(raw_src, step) * scale if raw_src is not None and aux_raw else x * scale if aux_raw else None
         if transform is not None: x = transform(x)
         x = x * scale
         for g in opt.param_groups: g["lr"] = lr_at(cfg, step)
         dead = since_fired >= cfg.dead_window
-        out = comm.loss(sae, x, sparsity_scale=sparsity_scale_at(cfg, step), dead_mask=dead)
+        out = comm.loss(sae, x, sparsity_scale=sparsity_scale_at(cfg, step), dead_mask=dead,
+                        plain_l1=mode == "renormalise", auxk=cfg.auxk, aux_input=x_raw)
         _finite_or_raise(out.loss.detach(), step, "the loss")
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         comm.sync_grads(sae)
-        if constrain: sae.project_decoder_grad_()
+        if cfg.grad_clip: clip_grad_norm_(sae, cfg.grad_clip)
+        if mode == "constrain": sae.project_decoder_grad_()
         opt.step()
-        if constrain:
+        if mode in ("constrain", "renormalise"):
             with torch.no_grad(): sae.W_dec /= sae.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         with torch.no_grad():
             fired = comm.any(out.fired)
             since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + x.shape[-2] * comm.world_size)
             info = dict(step=step, loss=comm.mean(out.loss.detach()).item() / max(1, sae.n_members or 1),
                         mse=comm.mean(out.mse.mean()).item(), l0=comm.mean(out.l0.mean()).item(),
-                        ev=_batch_ev(x, out.x_hat, comm), dead=dead.float().mean().item(), lr=lr_at(cfg, step))
+                        ev=_batch_ev(x, out.x_hat, comm), dead=dead.float().mean().item(),
+                        aux=comm.mean(out.aux.mean()).item(), lr=lr_at(cfg, step))
         ema = info if ema is None else {k: 0.9 * ema[k] + 0.1 * v for k, v in info.items()}
         if step % cfg.log_every == 0 or step == cfg.n_steps - 1:
             history.append(info)
@@ -273,9 +350,10 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
 
     sae.eval()
     sae.fold_activation_scale_(scale)
-    if sae.decoder_norm == "penalise": sae.normalize_decoder_()
+    if mode == "penalise": sae.normalize_decoder_()
     sae.history, sae.activation_scale = history, scale
     return sae
+
 
 # %% ../nbs/02_train.ipynb #54affca3
 def tune_malloc() -> bool:
