@@ -162,6 +162,7 @@ class CacheConfig:
     seed: int = 0
     shard_tokens: int = 65_536
     batch_contexts: int = 16
+    keep_bos: bool = False          # keep position 0 (the `authors` recipe); by default it is dropped
 
     def __post_init__(self):
         if self.dtype not in _DTYPES: raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {self.dtype!r}")
@@ -171,9 +172,14 @@ class CacheConfig:
     @property
     def eval_frac(self) -> float: return self.n_eval_tokens / (self.n_train_tokens + self.n_eval_tokens)
 
+    @property
+    def rows_per_ctx(self) -> int: return self.ctx_len if self.keep_bos else self.ctx_len - 1
+
     def identity(self) -> dict:
-        "The fields that decide the contents and layout of the cache."
-        return asdict(self)
+        "The fields that decide the contents and layout of the cache (`keep_bos` only when set, so older caches keep their names)."
+        d = asdict(self)
+        if not d["keep_bos"]: d.pop("keep_bos")
+        return d
 
 def _read_json(p: Path, what: str) -> dict:
     try: return json.loads(p.read_text())
@@ -254,7 +260,7 @@ def cache_activations(lm, out_dir, cfg: CacheConfig, on_shard: Callable[[str, in
     if man["complete"]: return ActivationCache(root)
     for tmp in root.glob(".*.tmp"): tmp.unlink()            # debris of a run killed mid-write
     store = _DTYPES[cfg.dtype]
-    rows_per_ctx, B = cfg.ctx_len - 1, cfg.batch_contexts
+    rows_per_ctx, B = cfg.rows_per_ctx, cfg.batch_contexts
     want = {"train": math.ceil(cfg.n_train_tokens / rows_per_ctx), "eval": math.ceil(cfg.n_eval_tokens / rows_per_ctx)}
     per_shard = max(1, round(cfg.shard_tokens / rows_per_ctx / B)) * B   # contexts per shard, a multiple of the batch
     seen = {"train": 0, "eval": 0}                          # contexts of each split met so far in the replay
@@ -281,7 +287,8 @@ def cache_activations(lm, out_dir, cfg: CacheConfig, on_shard: Callable[[str, in
 
     def run(split):
         ids = torch.tensor(np.stack(pending[split]), device=lm.device); pending[split].clear()
-        h = lm.resid_post(ids, layer)[:, 1:].reshape(-1, lm.d_model).to("cpu", store)   # drop the start token
+        h = lm.resid_post(ids, layer)
+        h = (h if cfg.keep_bos else h[:, 1:]).reshape(-1, lm.d_model).to("cpu", store)   # drop the start token, or keep it
         if not torch.isfinite(h).all():
             raise ValueError(f"activations overflow {cfg.dtype} at {cfg.hook}; cache with dtype='bfloat16' or 'float32'")
         out[split].append(h); bar.update(h.shape[0])
