@@ -4,16 +4,20 @@
 
 # %% ../nbs/04_metrics.ipynb #9d1c8610
 from __future__ import annotations
+import math
 from functools import reduce
 from typing import Iterable, Sequence, Union
 import numpy as np, torch
+from scipy.integrate import simpson
 from scipy.optimize import linear_sum_assignment
+from scipy.stats import beta as beta_dist
 
 Array = Union[torch.Tensor, np.ndarray]
 
 # %% auto #0
 __all__ = ['Array', 'ReconstructionStats', 'mse', 'explained_variance', 'l0', 'CoactivationCounter', 'connectivity',
-           'stability_scores', 'stability', 'diversity', 'coverage', 'evaluate', 'evaluate_models']
+           'stability_scores', 'stability', 'stability_random_expected', 'stability_random', 'stability_by_member',
+           'diversity', 'coverage', 'evaluate', 'evaluate_models']
 
 # %% ../nbs/04_metrics.ipynb #1f67c07c
 def _tensor(a: Array, name: str, ndim: int = 2) -> torch.Tensor:
@@ -262,6 +266,77 @@ def stability(decoders: Sequence[Array], method: str = "relaxed") -> float:
     "Mean over models of `stability_scores(decoders, method)`."
     return stability_scores(decoders, method).mean().item()
 
+# %% ../nbs/04_metrics.ipynb #6bb336fd
+def _check_sizes(sizes, d) -> tuple[list[int], int]:
+    "Validate the dictionary sizes (one per model, M >= 2, positive integers) and the dimension `d` (a positive integer)."
+    if isinstance(sizes, (str, bytes)) or np.ndim(sizes) != 1:
+        raise ValueError(f"sizes: expected a list of dictionary sizes, one per model, got {sizes!r}")
+    sizes = list(sizes)
+    if len(sizes) < 2: raise ValueError(f"sizes: stability needs at least 2 models, got {len(sizes)}")
+    if any(isinstance(m, bool) or int(m) != m or m < 1 for m in sizes):
+        raise ValueError(f"sizes: every size must be a positive integer, got {sizes}")
+    if isinstance(d, bool) or np.ndim(d) != 0 or int(d) != d or d < 1: raise ValueError(f"d: must be a positive integer, got {d!r}")
+    return [int(m) for m in sizes], int(d)
+
+def _max_cos_moments(N: int, d: int, eps: float = 1e-18, n: int = 8193) -> tuple[float, float]:
+    """Mean and standard deviation of the largest of `N` cosines between a fixed unit vector and `N` independent
+    uniform unit vectors in R^d: `1 - int F^N dt` and `sqrt(1 - 2 int t F^N dt - mean^2)`, F the cosine's CDF."""
+    if d == 1:   # cosines are +-1 with probability 1/2: the maximum is -1 only if all N are
+        p = 0.5 ** N; return 1 - 2 * p, math.sqrt(4 * p * (1 - p))
+    a = (d - 1) / 2; B = beta_dist(a, a)
+    # in the angle th = arccos t: 1 - F(cos th) = I_{sin^2(th/2)}(a, a), smooth in th, exact far into the upper tail
+    angle = lambda log_G: 2 * np.arcsin(np.sqrt(B.ppf(-np.expm1(log_G / N))))   # the th where log F^N = log_G
+    th = np.linspace(angle(math.log1p(-eps)), angle(math.log(eps)), n)  # outside, F^N is 1 or 0 to within eps
+    with np.errstate(divide="ignore"):
+        logF = np.where(th < np.pi / 2, np.log1p(-B.cdf(np.sin(th / 2) ** 2)), B.logcdf(np.cos(th / 2) ** 2))
+    w, t, t0 = np.exp(N * logF) * np.sin(th), np.cos(th), np.cos(th[0])   # dt = -sin th dth
+    mean = t0 - simpson(w, x=th)                  # 1 - [(1 - t0) + int_{t_lo}^{t0} F^N dt]
+    m2 = t0 ** 2 - 2 * simpson(t * w, x=th)       # 1 - [(1 - t0^2) + 2 int_{t_lo}^{t0} t F^N dt]
+    return float(mean), float(math.sqrt(max(m2 - mean ** 2, 0.0)))
+
+def stability_random_expected(sizes: Sequence[int], d: int) -> float:
+    """The expected relaxed stability of M = len(sizes) sets of independent uniform random unit directions in R^d
+    (set b has sizes[b] of them): the mean over b of E[max of N_b cosines], N_b = sum of the other sizes."""
+    sizes, d = _check_sizes(sizes, d); total = sum(sizes)
+    return float(np.mean([_max_cos_moments(total - m, d)[0] for m in sizes]))
+
+def _stability_random_se(sizes: Sequence[int], d: int) -> float:
+    "Standard error of `stability_random` (one draw) if every feature's best cosine were independent of the others'."
+    sizes, d = _check_sizes(sizes, d); total = sum(sizes)
+    return math.sqrt(sum(_max_cos_moments(total - m, d)[1] ** 2 / m for m in sizes)) / len(sizes)
+
+def stability_random(sizes: Sequence[int], d: int, seed: int = 0, n_repeats: int = 1,
+                     device: str | torch.device | None = None) -> float:
+    """Relaxed stability of M = len(sizes) sets of random unit directions in R^d (isotropic Gaussian rows; set b has
+    sizes[b] rows), averaged over `n_repeats` draws from one generator seeded with `seed`: the floor a stability is read
+    against. The draws are made on the CPU (the same numbers everywhere) and compared on `device` (e.g. a GPU)."""
+    sizes, d = _check_sizes(sizes, d)
+    if isinstance(n_repeats, bool) or int(n_repeats) != n_repeats or n_repeats < 1:
+        raise ValueError(f"n_repeats: must be a positive integer, got {n_repeats!r}")
+    g = torch.Generator().manual_seed(seed)
+    return float(np.mean([stability([torch.randn(m, d, generator=g).to(device) for m in sizes]) for _ in range(int(n_repeats))]))
+
+# %% ../nbs/04_metrics.ipynb #ac186224
+def stability_by_member(ensembles: Sequence, cache: dict | None = None) -> list[float]:
+    """Relaxed stability at each member position j of M >= 2 ensembles of equal length (anything with `.members`, each
+    member with `.W_dec` [m, d]): `stability([e.members[j].W_dec for e in ensembles])` for j = 0..J-1. A `cache` dict
+    kept across calls remembers positions by the members' identities (shared by nested ensembles, `head(j)`)."""
+    ensembles = list(ensembles)
+    if len(ensembles) < 2:
+        raise ValueError(f"ensembles: stability needs at least 2 independently trained ensembles, got {len(ensembles)}")
+    bad = [i for i, e in enumerate(ensembles) if not hasattr(e, "members")]
+    if bad: raise ValueError(f"ensembles: items {bad} have no `.members` (expected ensembles, e.g. saens.ensemble.Ensemble)")
+    Js = [len(e.members) for e in ensembles]
+    if len(set(Js)) > 1: raise ValueError(f"ensembles: all must have the same number of members, got {Js}")
+    cache = {} if cache is None else cache
+    out = []
+    for j in range(Js[0]):
+        ms = [e.members[j] for e in ensembles]
+        key = tuple(map(id, ms))
+        if key not in cache: cache[key] = (ms, stability([m.W_dec for m in ms]))   # keep ms alive: ids stay unique
+        out.append(cache[key][1])
+    return out
+
 # %% ../nbs/04_metrics.ipynb #37261f90
 def diversity(W_dec: Array, threshold: float = 0.7) -> int:
     "Number of rows (features) of `W_dec` ([m, d]) whose cosine similarity with every other row is below `threshold`."
@@ -280,32 +355,44 @@ def coverage(W_dec: Array, reference: Array, threshold: float = 0.6) -> float:
 # %% ../nbs/04_metrics.ipynb #f21c41a1
 @torch.no_grad()
 def evaluate(sae, X: Array, batch_size: int = 4096) -> dict:
-    "EV, MSE, L0 and connectivity of `sae` (anything with `encode`/`decode`/`d_sae`) on activations `X` [N, d_in]."
+    "EV, MSE, L0, connectivity and dead fraction of `sae` (anything with `encode`/`decode`/`d_sae`) on activations `X` [N, d_in]."
     X = _tensor(X, "X")
     if not len(X): raise ValueError("X: need at least one held-out activation")
     dev = sae.W_dec.device
     rs, cc, nnz = ReconstructionStats(), CoactivationCounter(sae.d_sae), 0
+    fired = torch.zeros(sae.d_sae, dtype=torch.bool, device=dev)
     for i in range(0, len(X), batch_size):
         x = X[i:i + batch_size].to(dev, sae.W_dec.dtype)
         c = sae.encode(x)
-        rs.update(x, sae.decode(c)); cc.update(c); nnz += int((c != 0).sum())
-    return dict(ev=rs.explained_variance, mse=rs.mse, l0=nnz / len(X), connectivity=cc.connectivity())
+        rs.update(x, sae.decode(c)); cc.update(c); nnz += int((c != 0).sum()); fired |= (c != 0).any(0)
+    return dict(ev=rs.explained_variance, mse=rs.mse, l0=nnz / len(X), connectivity=cc.connectivity(),
+                dead_frac=int((~fired).sum()) / sae.d_sae)
 
 # %% ../nbs/04_metrics.ipynb #324269ce
 @torch.no_grad()
 def evaluate_models(models: dict, X: Array, batch_size: int = 4096, extra=None) -> list[dict]:
     """`models`: `{(method, J, seed): SAE or Ensemble}`. One record per model (`evaluate`, plus `extra(model)` if given),
-    and for each (method, J) the stability of its seeds' dictionaries (mean and spread over base seeds)."""
+    and for each (method, J) the stability of its seeds' dictionaries (mean and spread over base seeds) and its floor
+    `stability_random`; bagging/boosting ensembles with J >= 2 also get `stability_members` and `member_floor`."""
     X = _tensor(X, "X").float()
     records = []
     for (method, J, s), m in sorted(models.items()):
         r = dict(method=method, J=J, seed=s, **evaluate(m, X, batch_size))
         if extra is not None: r.update(extra(m))
         records.append(r)
-    for method, J in {(m, J) for m, J, _ in models}:
-        seeds = sorted(s for m, j, s in models if (m, j) == (method, J))
-        sc = stability_scores([models[method, J, s].W_dec for s in seeds]) if len(seeds) > 1 else torch.full((1,), float("nan"))
+    groups, floors, member_cache, d, nan = {}, {}, {}, X.shape[1], float("nan")
+    for method, J, s in sorted(models): groups.setdefault((method, J), []).append(s)
+    for (method, J), seeds in groups.items():
+        ms = [models[method, J, s] for s in seeds]
+        add = dict(stability=nan, stability_sd=0.0, stability_random=nan)
+        if len(ms) > 1:
+            Ws = [m.W_dec for m in ms]
+            sc, sizes = stability_scores(Ws), tuple(m.d_sae for m in ms)
+            if sizes not in floors: floors[sizes] = stability_random(sizes, d, device=Ws[0].device)   # one draw per sizes
+            add.update(stability=sc.mean().item(), stability_sd=sc.std().item(), stability_random=floors[sizes])
+            if method in ("bagging", "boosting") and J >= 2 and all(hasattr(m, "members") for m in ms):
+                add.update(stability_members=stability_by_member(ms, cache=member_cache),
+                           member_floor=stability_random_expected([m.members[0].d_sae for m in ms], d))
         for r in records:
-            if (r["method"], r["J"]) == (method, J):
-                r.update(stability=sc.mean().item(), stability_sd=sc.std().item() if len(sc) > 1 else 0.0)
+            if (r["method"], r["J"]) == (method, J): r.update(add)
     return records

@@ -16,8 +16,8 @@ from .metrics import coverage, diversity, evaluate_models
 from .train import TrainConfig, by_profile, current_profile
 
 # %% auto #0
-__all__ = ['METRICS', 'ToyModel', 'make_toy_model', 'toy_sweep', 'summarize', 'table1_rows', 'table1', 'toy_table', 'toy_config',
-           'toy_demo']
+__all__ = ['METRICS', 'NO_CI', 'ToyModel', 'make_toy_model', 'toy_sweep', 'summarize', 'table1_rows', 'table1', 'toy_table',
+           'member_stability_table', 'toy_config', 'toy_demo']
 
 # %% ../nbs/05_toy.ipynb #16bc8284
 @dataclass
@@ -90,7 +90,8 @@ def summarize(records: list[dict], metric: str) -> dict:
         out[key] = (v.mean().item(), half)
     return out
 
-METRICS = ("ev", "mse", "l0", "connectivity", "stability", "coverage", "diversity")
+METRICS = ("ev", "mse", "l0", "connectivity", "dead_frac", "stability", "stability_random", "coverage", "diversity")
+NO_CI = ("stability", "stability_random")   # one number per (method, J), computed across its seeds
 
 def table1_rows(J: int = 8) -> list[tuple]:
     "The rows of Table 1 as (name, J, method of the records): a single SAE is J=1 of bagging."
@@ -106,13 +107,29 @@ def table1(records: list[dict], J: int = 8, metrics=METRICS, ci: bool = False) -
         for m in metrics:
             mean, half = stats[m][key, j]
             f = ".0f" if m == "diversity" else ".1f" if m in ("l0", "mse") and abs(mean) >= 10 else ".3f"
-            cells.append(f"{mean:{f}}" + (f" ± {half:{f}}" if ci and m != "stability" and half == half else ""))
+            cells.append(f"{mean:{f}}" + (f" ± {half:{f}}" if ci and m not in NO_CI and half == half else ""))
         lines.append(f"| {name} | {j} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 def toy_table(records: list[dict], J: int = 8, metrics=METRICS) -> str:
     "Table 1 on the toy model, every metric including coverage and diversity."
     return table1(records, J, metrics)
+
+# %% ../nbs/05_toy.ipynb #755010a0
+def member_stability_table(records: list[dict], J: int = 8) -> str:
+    "Markdown: bagging's and boosting's stability at each member position of their J-member ensembles, and one member's floor."
+    rows = {}
+    for r in records:
+        if r["method"] in ("bagging", "boosting") and r["J"] == J and "stability_members" in r: rows.setdefault(r["method"], r)
+    if not rows:
+        raise ValueError(f"records: no bagging or boosting records with J={J} carry stability_members "
+                         "(evaluate_models adds them for ensembles with J >= 2 and at least 2 seeds)")
+    lines = ["| method | " + " | ".join(f"member {j + 1}" for j in range(J)) + " | floor (one member) |", "|---|" + "---|" * (J + 1)]
+    for method in ("bagging", "boosting"):
+        if method in rows:
+            r = rows[method]
+            lines.append(f"| {method} | " + " | ".join(f"{v:.3f}" for v in r["stability_members"]) + f" | {r['member_floor']:.3f} |")
+    return "\n".join(lines)
 
 # %% ../nbs/05_toy.ipynb #840eab73
 def toy_config() -> dict:
