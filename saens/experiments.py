@@ -21,12 +21,13 @@ from .ensemble import load_ensemble, save_ensemble, train_bagging, train_boostin
 from .metrics import evaluate_models
 from .sae import load_sae, save_sae
 from .toy import summarize, table1, table1_rows
-from .train import TrainConfig, current_profile
+from .train import RECIPE_DATA, RECIPES, TrainConfig, current_profile
 
 # %% auto #0
-__all__ = ['CONFIG_DIR', 'METHODS', 'TABLE_METRICS', 'config_names', 'Experiment', 'load_config', 'saens_home', 'cache_dir',
-           'run_dir', 'get_cache', 'train_methods', 'sub_ensembles', 'report_table', 'plot_table1', 'plot_sweep',
-           'run_experiment']
+__all__ = ['CONFIG_DIR', 'METHODS', 'TABLE_METRICS', 'RESULT_FILES', 'RESULTS_DIR', 'config_names', 'Experiment', 'load_config',
+           'saens_home', 'cache_dir', 'run_dir', 'get_cache', 'train_methods', 'sub_ensembles', 'report_table',
+           'plot_table1', 'plot_training_curves', 'plot_sweep', 'run_experiment', 'record_results', 'coefficient_sweep',
+           'sweep_table', 'plot_coefficient_sweep', 'record_sweep', 'recorded']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
@@ -63,13 +64,18 @@ class Experiment:
     n_ensembles: int = 2              # independently trained ensembles per method (stability needs >= 2)
     expanded_J: tuple = (8,)          # widths of expanded SAEs to train (the sweep wants 1, 2, 4, 8)
     description: str = ""
+    keep_bos: bool = False            # cache position 0 too (the `authors` recipe's data side, chapter 2)
+
+    @property
+    def recipe(self) -> str: return self.train.get("recipe", "saens")
 
     def train_config(self, **kw) -> TrainConfig:
         return TrainConfig(**{**self.train, **kw})
 
     def cache_config(self) -> CacheConfig:
         return CacheConfig(model=self.model, hook=self.hook, corpus=self.corpus, ctx_len=self.ctx_len,
-                           n_train_tokens=self.n_train_tokens, n_eval_tokens=self.n_eval_tokens, dtype=self.cache_dtype)
+                           n_train_tokens=self.n_train_tokens, n_eval_tokens=self.n_eval_tokens, dtype=self.cache_dtype,
+                           keep_bos=self.keep_bos)
 
     def fingerprint(self) -> str:
         d = asdict(self); d.pop("description"); d.pop("n_ensembles"); d.pop("expanded_J")
@@ -93,11 +99,17 @@ def load_config(name_or_path: str, profile: str | None = None) -> Experiment:
     known = {f.name for f in fields(TrainConfig)}
     bad = set(c.get("train", {})) - known
     if bad: raise ValueError(f"{p.name}: unknown train settings {sorted(bad)}; TrainConfig has {sorted(known)}")
-    return Experiment(name=c.get("name", p.stem), profile=profile, model=c["model"], hook=c["hook"], corpus=c["corpus"],
+    recipe = c.get("train", {}).get("recipe", "saens")
+    if recipe not in RECIPES:
+        raise ValueError(f"{p.name} ({profile}): unknown training recipe {recipe!r}; the known recipes are {sorted(RECIPES)}")
+    exp = Experiment(name=c.get("name", p.stem), profile=profile, model=c["model"], hook=c["hook"], corpus=c["corpus"],
                       ctx_len=int(c["ctx_len"]), n_train_tokens=int(c["n_train_tokens"]), n_eval_tokens=int(c["n_eval_tokens"]),
                       cache_dtype=c.get("cache_dtype", "float16"), arch=arch, d_sae=d_sae, sae_kwargs=sae,
                       train=dict(c.get("train", {})), J=int(ens.get("J", 8)), n_ensembles=int(ens.get("n_ensembles", 2)),
-                      expanded_J=tuple(ens.get("expanded_J", [8])), description=c.get("description", ""))
+                      expanded_J=tuple(ens.get("expanded_J", [8])), description=c.get("description", ""),
+                      keep_bos=bool(c.get("keep_bos", RECIPE_DATA[recipe]["keep_bos"])))
+    exp.train_config()                   # every train setting is checked now, not hours into a run
+    return exp
 
 # %% ../nbs/08_experiments.ipynb #496580a0
 def saens_home() -> Path:
@@ -146,6 +158,8 @@ def train_methods(exp: Experiment, data, methods=METHODS, out: Path | None = Non
                                            checkpoint_every=exp.train.get("checkpoint_every", 200))
                     m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=_seed(method, s), **exp.sae_kwargs)
                     save(m, path)
+                    curves = [getattr(h, "history", []) for h in (m.members[:1] if method == "bagging" else m.members)] if method != "expanded" else [m.history]
+                    (path / "history.json").write_text(json.dumps(dict(batch_size=cfg.batch_size, seconds=time.time() - t0, curves=curves)))
                     log(f"trained {path.name} in {time.time() - t0:.0f} s")
                 models[method, J, s] = m
     return models
@@ -159,7 +173,7 @@ def sub_ensembles(models: dict, J_max: int, sizes=None) -> dict:
             for j in (sizes or range(1, J_max)): out[method, j, s] = m.head(j)
     return out
 
-TABLE_METRICS = ("ev", "mse", "l0", "connectivity", "stability")
+TABLE_METRICS = ("ev", "mse", "l0", "connectivity", "stability", "stability_random", "dead_frac")
 
 def report_table(records: list[dict], J: int = 8) -> str:
     "Table 1 of a language-model experiment (chapter 5's `table1`): the paper's metrics, mean ± 95% CI over seeds."
@@ -179,6 +193,22 @@ def plot_table1(records: list[dict], J: int = 8, metrics=("ev", "mse", "connecti
         ax.bar([n for n, _, _ in names], means, yerr=errs, color=[_COLORS[n] for n, _, _ in names], capsize=3)
         ax.set_title(m.upper() if m in ("ev", "mse") else m); ax.tick_params(axis="x", rotation=30)
     fig.suptitle(title); fig.tight_layout()
+    return fig
+
+def plot_training_curves(run: Path, title: str = ""):
+    """Batch EV against training tokens for every trained model in the run folder `run` (its `history.json` files):
+    the expanded SAE, bagging (members train together), and each boosting stage on its own residual."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(10, 2.8), sharey=True)
+    for ax, method in zip(axes, METHODS):
+        for f in sorted(Path(run).glob(f"{method}-J*-seed*/history.json")):
+            h = json.loads(f.read_text())
+            for j, curve in enumerate(h["curves"]):
+                tok = [r["step"] * h["batch_size"] for r in curve]
+                ax.plot(tok, [r["ev"] for r in curve], color=_COLORS[method], alpha=0.8 if j == 0 else 0.25, lw=1)
+        ax.set_title(method + (" (stage 1 dark, later stages light)" if method == "boosting" else ""), fontsize=9)
+        ax.set_xlabel("training tokens"); ax.set_ylim(0, 1)
+    axes[0].set_ylabel("EV of the training batch"); fig.suptitle(title); fig.tight_layout()
     return fig
 
 def plot_sweep(records: list[dict], metrics=("ev", "mse", "connectivity", "stability"), title: str = ""):
@@ -214,6 +244,96 @@ def run_experiment(exp: Experiment, lm=None, methods=METHODS, sweep: bool = Fals
     (out / "table1.md").write_text(report_table(records, exp.J) + "\n")
     fig = plot_table1(records, exp.J, title=f"{exp.name} ({exp.profile})"); fig.savefig(out / "table1.png", dpi=120)
     if sweep: plot_sweep(records, title=f"{exp.name} ({exp.profile})").savefig(out / "sweep.png", dpi=120)
+    plot_training_curves(out, title=f"{exp.name} ({exp.profile}): how far from saturation").savefig(out / "curves.png", dpi=120)
     import matplotlib.pyplot as plt; plt.close("all")
     log(f"results in {out}  [{time.time() - t0:.0f} s]")
     return records
+
+# %% ../nbs/08_experiments.ipynb #fb48d914
+RESULT_FILES = ("records.json", "table1.md", "table1.png", "sweep.png", "curves.png")
+
+def record_results(exp: Experiment, dest, command: str, seconds: float) -> Path:
+    "Copy a finished run's results into `dest/<name>-<profile>/` with a `run.json` saying how they were made."
+    import shutil
+    src, out = run_dir(exp), Path(dest) / f"{exp.name}-{exp.profile}"
+    if not (src / "records.json").exists(): raise FileNotFoundError(f"{src} has no records.json: run `saens eval {exp.name}` first")
+    out.mkdir(parents=True, exist_ok=True)
+    for f in RESULT_FILES:
+        if (src / f).exists(): shutil.copy2(src / f, out / f)
+    _write_run_json(out, exp, command, seconds)
+    return out
+
+def _write_run_json(out: Path, exp: Experiment, command: str, seconds: float):
+    "How a recorded result was made: the command, the commit, the wall time and the machine."
+    import platform, subprocess
+    try: commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(saens.__file__).parent).stdout.strip()
+    except OSError: commit = ""
+    run = dict(command=command, commit=commit or None, seconds=round(seconds), torch=torch.__version__,
+               cpus=os.cpu_count(), machine=platform.machine(), profile=exp.profile, recipe=exp.recipe)
+    (out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
+
+
+# %% ../nbs/08_experiments.ipynb #6e2c9d64
+def coefficient_sweep(exp: Experiment, name: str, values, n_tokens: int | None = None, progress: bool = False,
+                      lm=None, log=print) -> list[dict]:
+    "Train one single SAE (seed 0) per value of the SAE setting `name` and evaluate it on the held-out split."
+    from .metrics import evaluate
+    from .sae import make_sae
+    from .train import train_sae
+    if name not in exp.sae_kwargs: raise ValueError(f"{exp.name}: its {exp.arch} SAEs have no setting {name!r} (they have {sorted(exp.sae_kwargs)})")
+    cache = get_cache(exp, lm=lm, progress=progress)
+    X, Xe, out = cache.train.tensor(), cache.eval.tensor().float(), []
+    for v in values:
+        t0 = time.time()
+        cfg = exp.train_config(n_tokens=n_tokens or exp.train["n_tokens"], progress=progress)
+        sae = train_sae(make_sae(exp.arch, X.shape[1], exp.d_sae, seed=0, **{**exp.sae_kwargs, name: v}), X, cfg)
+        r = dict(name=name, value=v, n_tokens=cfg.n_tokens, seconds=time.time() - t0, **evaluate(sae, Xe),
+                 curve=[(h["step"] * cfg.batch_size, h["ev"]) for h in sae.history])
+        log(f"{name}={v}: EV {r['ev']:.3f}, L0 {r['l0']:.1f}, never fires {r.get('dead_frac', float('nan')):.3f}  [{r['seconds']:.0f} s]")
+        out.append(r)
+    return out
+
+
+# %% ../nbs/08_experiments.ipynb #8f2db749
+def sweep_table(records: list[dict]) -> str:
+    "The sweep as Markdown: one row per value."
+    rows = ["| value | EV | MSE | L0 | never fire | tokens | seconds |", "|---|---|---|---|---|---|---|"]
+    for r in records:
+        rows.append(f"| {r['name']} = {r['value']:g} | {r['ev']:.3f} | {r['mse']:.1f} | {r['l0']:.1f} | "
+                    f"{r.get('dead_frac', float('nan')):.3f} | {r['n_tokens']:,} | {r['seconds']:.0f} |")
+    return "\n".join(rows)
+
+def plot_coefficient_sweep(records: list[dict], title: str = ""):
+    "Left: held-out EV against L0 for each value; right: batch EV against training tokens."
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3))
+    a.plot([r["l0"] for r in records], [r["ev"] for r in records], "o-")
+    for r in records: a.annotate(f"{r['value']:g}", (r["l0"], r["ev"]), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    a.set_xlabel("L0 (held-out)"); a.set_ylabel("EV (held-out)"); a.set_xscale("log")
+    for r in records: b.plot(*zip(*r["curve"]), label=f"{r['value']:g}", lw=1)
+    b.set_xlabel("training tokens"); b.set_ylabel("EV of the training batch"); b.set_ylim(0, 1); b.legend(fontsize=7, title=records[0]["name"])
+    fig.suptitle(title); fig.tight_layout()
+    return fig
+
+def record_sweep(exp: Experiment, records: list[dict], dest, command: str, seconds: float) -> Path:
+    "Write a sweep into `dest/sweep-<name>-<profile>-<setting>/`: sweep.json, sweep.md, sweep.png and run.json."
+    out = Path(dest) / f"sweep-{exp.name}-{exp.profile}-{records[0]['name']}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps(dict(config=asdict(exp), records=records), indent=1, default=str))
+    (out / "sweep.md").write_text(sweep_table(records) + "\n")
+    plot_coefficient_sweep(records, f"{exp.name} ({exp.profile}), {exp.arch} {exp.d_sae} features").savefig(out / "sweep.png", dpi=120)
+    import matplotlib.pyplot as plt; plt.close("all")
+    _write_run_json(out, exp, command, seconds)
+    return out
+
+
+# %% ../nbs/08_experiments.ipynb #232da74c
+RESULTS_DIR = Path(saens.__file__).resolve().parent.parent / "results"   # the repository's results/ (a source checkout)
+
+def recorded(name: str, profile: str = "laptop", root=None) -> dict | None:
+    "The recorded results of `name` at `profile` (`records`, `table`, `run`, and the `folder` with its figures), or None."
+    d = Path(root or RESULTS_DIR) / f"{name}-{profile}"
+    if not (d / "records.json").exists(): return None
+    return dict(records=json.loads((d / "records.json").read_text())["records"], table=(d / "table1.md").read_text(),
+                run=json.loads((d / "run.json").read_text()) if (d / "run.json").exists() else {}, folder=d)
+
