@@ -17,7 +17,7 @@ from .train import RECIPE_DATA, RECIPES, TrainConfig
 
 # %% auto #0
 __all__ = ['DIFFERENCES', 'ABLATION_METRICS', 'ablation_variants', 'run_ablation', 'ablation_summary', 'stability_claims',
-           'plot_ablation']
+           'plot_ablation', 'ablation_table', 'record_ablation']
 
 # %% ../nbs/15_recipes.ipynb #67295530
 # the differences between the recipes, as switches: name -> the TrainConfig fields it changes (or "keep_bos", the data side)
@@ -112,3 +112,32 @@ def plot_ablation(summary: dict, title: str = ""):
     axes[-1].set_xticks(x, names, rotation=35, ha="right"); axes[0].legend(fontsize=7, ncol=4)
     fig.suptitle(title); fig.tight_layout()
     return fig
+
+# %% ../nbs/15_recipes.ipynb #c805e565
+def ablation_table(summary: dict) -> str:
+    "The summary as Markdown: one row per variant and method."
+    rows = ["| variant | method | EV | MSE | never fire | stability | floor |", "|---|---|---|---|---|---|---|"]
+    for v, s in summary.items():
+        for m in METHODS:
+            if m in s:
+                r = s[m]
+                rows.append(f"| {v} | {m} | {r['ev']:.3f} | {r['mse']:.1f} | {r['dead_frac']:.3f} | {r['stability']:.3f} | {r['stability_random']:.3f} |")
+    return "\n".join(rows)
+
+def record_ablation(exp: Experiment, records: list[dict], base: str, dest, command: str, seconds: float) -> Path:
+    "Write an ablation into `dest/ablation-<name>-<profile>-<base>/`: records.json, ablation.md, ablation.png, run.json."
+    from saens.experiments import _write_run_json
+    import matplotlib.pyplot as plt
+    out = Path(dest) / f"ablation-{exp.name}-{exp.profile}-{base}"
+    out.mkdir(parents=True, exist_ok=True)
+    summary = ablation_summary(records, exp.J)
+    (out / "records.json").write_text(json.dumps(dict(base=base, records=records, summary=summary), indent=1, default=str))
+    claims = stability_claims(summary)
+    lines = [ablation_table(summary), "", "| variant | boosting more stable than expanded | bagging the most stable |", "|---|---|---|"]
+    lines += [f"| {v} | {'yes' if c['boosting more stable than expanded'] else 'no'} | {'yes' if c['bagging the most stable'] else 'no'} |" for v, c in claims.items()]
+    (out / "ablation.md").write_text("\n".join(lines) + "\n")
+    plot_ablation(summary, f"{exp.name} ({exp.profile}): one difference from {base} at a time").savefig(out / "ablation.png", dpi=120)
+    plt.close("all")
+    _write_run_json(out, exp, command, seconds)
+    return out
+

