@@ -113,7 +113,7 @@ def plot_ablation(summary: dict, title: str = ""):
     fig.suptitle(title); fig.tight_layout()
     return fig
 
-# %% ../nbs/15_recipes.ipynb #c805e565
+# %% ../nbs/15_recipes.ipynb #bbc77f11
 def ablation_table(summary: dict) -> str:
     "The summary as Markdown: one row per variant and method."
     rows = ["| variant | method | EV | MSE | never fire | stability | floor |", "|---|---|---|---|---|---|---|"]

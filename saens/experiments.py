@@ -266,9 +266,10 @@ def record_results(exp: Experiment, dest, command: str, seconds: float) -> Path:
 def _write_run_json(out: Path, exp: Experiment, command: str, seconds: float):
     "How a recorded result was made: the command, the commit, the wall time and the machine."
     import platform, subprocess
-    try: commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(saens.__file__).parent).stdout.strip()
-    except OSError: commit = ""
-    run = dict(command=command, commit=commit or None, seconds=round(seconds), torch=torch.__version__,
+    git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(saens.__file__).parent).stdout.strip()
+    try: commit, dirty = git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--", "."))
+    except OSError: commit, dirty = "", None
+    run = dict(command=command, commit=commit or None, uncommitted_changes=dirty, seconds=round(seconds), torch=torch.__version__,
                cpus=os.cpu_count(), machine=platform.machine(), profile=exp.profile, recipe=exp.recipe)
     (out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
 

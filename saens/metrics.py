@@ -105,14 +105,41 @@ def l0(codes: Array | Iterable[Array]) -> float:
 class CoactivationCounter:
     "Streams [N, m] code batches into the set of co-active feature pairs, kept sparse as sorted int64 keys `i*m + j` (i <= j)."
     def __init__(self, m: int | None = None, chunk_pairs: int = 20_000_000, device: str | torch.device | None = None,
-                 bitset_after: int | None = None, dense_max: int = 8192):
+                 bitset_after: int | None = None, dense_max: int = 8192, dense_limit: int = 32768, tile: int = 2048):
         """`m`: number of features (default: from the first batch); `device` holds the key set (default: the first batch's);
         `bitset_after`: switch to a packed bitset once there are more keys than this (default: when the keys would
         outweigh the bitset's m^2/8 bytes, and never below 2^20 keys); `dense_max`: up to this many features, keep a
-        dense boolean C filled by one matmul per batch instead (m^2 bytes; 64 MiB at 8192)."""
+        dense boolean C filled by one matmul per batch instead (m^2 bytes; 64 MiB at 8192); up to `dense_limit` features
+        (1 GiB), also when the first batch's codes are so dense that its pairs would cost more than the matmul.
+        The dense C is filled in `tile x tile` blocks, and a block that is already all ones is skipped."""
         self.m, self.chunk_pairs, self.device, self.n_rows = m, chunk_pairs, device, 0
         self._keys, self._pending, self._n_pending, self._bits, self.bitset_after = None, [], 0, None, bitset_after
-        self.dense_max, self._dense = dense_max, None
+        self.dense_max, self.dense_limit, self.tile, self._dense, self._full = dense_max, dense_limit, tile, None, None
+
+    def _dense_wins(self, h: torch.Tensor) -> bool:
+        "Whether to count with the dense matmul: small m, or (m up to `dense_limit`) codes dense enough that pairs cost more."
+        if self.bitset_after is not None: return False
+        if self.m <= self.dense_max: return True
+        if self.m > self.dense_limit: return False
+        l0 = (h.coalesce().values() != 0).sum().item() / max(1, h.shape[0]) if h.is_sparse else (h != 0).sum(-1).double().mean().item()
+        return l0 * l0 / 2 * 10_000 > self.m * self.m   # one pair update costs about 10^4 matmul entries' time on a CPU
+
+    def _update_dense(self, h: torch.Tensor):
+        if h.is_sparse: h = h.to_dense()
+        m, T = self.m, self.tile
+        if self._dense is None:
+            self._dense = torch.zeros(m, m, dtype=torch.bool, device=self.device)
+            nb = (m + T - 1) // T; self._full = torch.zeros(nb, nb, dtype=torch.bool)
+        for s in range(0, h.shape[0], 4096):
+            a = (h[s:s + 4096] != 0).to(torch.float32)
+            for bi in range(len(self._full)):
+                for bj in range(bi, len(self._full)):
+                    if self._full[bi, bj]: continue
+                    I, J = slice(bi * T, (bi + 1) * T), slice(bj * T, (bj + 1) * T)
+                    blk = self._dense[I, J]
+                    blk |= (a[:, I].T @ a[:, J]).to(self.device) > 0
+                    if bi != bj: self._dense[J, I] = blk.T
+                    self._full[bi, bj] = bool(blk.all())
 
     def update(self, codes: Array) -> CoactivationCounter:
         "Add the co-active pairs of one batch of codes (dense or torch-sparse); returns `self`."
@@ -120,13 +147,8 @@ class CoactivationCounter:
         if self.m is None: self.m = h.shape[1]
         if h.shape[1] != self.m: raise ValueError(f"codes: expected m={self.m} columns (features), got {h.shape[1]}")
         if self.device is None: self.device = h.device
-        if self.m <= self.dense_max and self.bitset_after is None:   # small m: C by matmul (BLAS), far faster than pairs
-            if h.is_sparse: h = h.to_dense()
-            if self._dense is None: self._dense = torch.zeros(self.m, self.m, dtype=torch.bool, device=self.device)
-            for s in range(0, h.shape[0], 4096):
-                a = (h[s:s + 4096] != 0).to(torch.float32)
-                self._dense |= (a.T @ a).to(self.device) > 0
-            self.n_rows += h.shape[0]; return self
+        if self._dense is not None or (self._keys is None and not self._pending and self._bits is None and self._dense_wins(h)):
+            self._update_dense(h); self.n_rows += h.shape[0]; return self     # C by matmul (BLAS), far faster than pairs
         rows, cols = _active(h); self.n_rows += h.shape[0]
         if len(cols) == 0: return self
         idx = torch.arange(len(cols), device=cols.device)

@@ -86,7 +86,7 @@ class SAE(nn.Module):
     @torch.no_grad()
     def reinit_(self, scheme: str = "tied") -> "SAE":
         """Redraw `W_dec` and `W_enc` from the SAE's seed (member j from `seed + j`). `tied`: random unit decoder rows and
-        `W_enc = W_dec^T`. `kaiming`: independent Kaiming-uniform draws (bound $\sqrt{6/\text{fan\_in}}$, torch's fan-in: the
+        `W_enc = W_dec^T`. `kaiming`: independent Kaiming-uniform draws (bound sqrt(6 / fan_in), torch's fan-in: the
         size of dimension 1), then decoder rows scaled to unit norm."""
         if scheme not in ("tied", "kaiming"): raise ValueError(f"init: expected 'tied' or 'kaiming', got {scheme!r}")
         J = self.n_members or 1

@@ -28,7 +28,7 @@ def test_unknown_subcommand_is_an_error():
     assert e.value.code == 2
 
 
-@pytest.mark.parametrize("cmd", ["quickstart", "cache", "train", "eval"])
+@pytest.mark.parametrize("cmd", ["quickstart", "cache", "train", "eval", "sweep", "ablation"])
 def test_subcommand_help_explains_options(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args([cmd, "--help"])
@@ -60,3 +60,21 @@ def test_missing_dataset_offline_names_the_fetch_step(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "apt-get" in err and "Traceback" not in err
     assert not list(tmp_path.rglob("*.jsonl"))
+
+
+def test_unknown_recipe_is_one_clear_line(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("name: bad\nmodel: smollm2-135m\nhook: blocks.0.hook_resid_post\ncorpus: default\n"
+                   "ctx_len: 16\nn_train_tokens: 100\nn_eval_tokens: 10\nsae: {arch: topk, d_in: 8, expansion: 1, k: 2}\n"
+                   "train: {recipe: anthropic, n_tokens: 100, batch_size: 10}\n")
+    rc = main(["train", str(cfg), "--profile", "paper", "--home", str(tmp_path / "home")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "anthropic" in err and "['authors', 'saens']" in err and "Traceback" not in err
+    assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.safetensors"))   # refused before any work
+
+
+def test_sweep_of_an_unknown_setting_is_refused_before_caching(tmp_path, capsys):
+    rc = main(["sweep", "quickstart", "--param", "l1_coeff", "--values", "1", "--home", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "'l1_coeff' is neither a setting of its topk SAEs" in err
+    assert not (tmp_path / "activations").exists()
