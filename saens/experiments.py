@@ -205,9 +205,10 @@ def plot_training_curves(run: Path, title: str = ""):
             h = json.loads(f.read_text())
             for j, curve in enumerate(h["curves"]):
                 tok = [r["step"] * h["batch_size"] for r in curve]
-                ax.plot(tok, [r["ev"] for r in curve], color=_COLORS[method], alpha=0.8 if j == 0 else 0.25, lw=1)
-        ax.set_title(method + (" (stage 1 dark, later stages light)" if method == "boosting" else ""), fontsize=9)
+                ax.plot(tok, [r["ev"] for r in curve], color=_COLORS[method] if j == 0 else "tab:olive", lw=1.5 if j == 0 else 0.7)
+        ax.set_title(method + (" (stage 1 green, later stages olive)" if method == "boosting" else ""), fontsize=9)
         ax.set_xlabel("training tokens"); ax.set_ylim(0, 1)
+        ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1e3:g}k")
     axes[0].set_ylabel("EV of the training batch"); fig.suptitle(title); fig.tight_layout()
     return fig
 
