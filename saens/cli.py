@@ -104,7 +104,7 @@ def _cmd_sweep(args) -> int:
     _setup(args)
     from saens.experiments import coefficient_sweep, record_sweep, sweep_table
     t0 = time.time(); exp = _exp(args)
-    values = [int(v) if args.param == "k" else v for v in args.values]
+    values = [int(v) if float(v).is_integer() else v for v in args.values]   # k, batch_size, dead_window are counts
     records = coefficient_sweep(exp, args.param, values, n_tokens=args.tokens)
     print(f"\n{exp.name} at profile {exp.profile!r}: {exp.arch}, {exp.d_sae} features, recipe {exp.recipe}\n")
     print(sweep_table(records))
