@@ -126,7 +126,7 @@ def ablation_table(summary: dict) -> str:
 
 def record_ablation(exp: Experiment, records: list[dict], base: str, dest, command: str, seconds: float) -> Path:
     "Write an ablation into `dest/ablation-<name>-<profile>-<base>/`: records.json, ablation.md, ablation.png, run.json."
-    from saens.experiments import _write_run_json
+    from saens.experiments import write_run_json
     import matplotlib.pyplot as plt
     out = Path(dest) / f"ablation-{exp.name}-{exp.profile}-{base}"
     out.mkdir(parents=True, exist_ok=True)
@@ -138,6 +138,6 @@ def record_ablation(exp: Experiment, records: list[dict], base: str, dest, comma
     (out / "ablation.md").write_text("\n".join(lines) + "\n")
     plot_ablation(summary, f"{exp.name} ({exp.profile}): one difference from {base} at a time").savefig(out / "ablation.png", dpi=120)
     plt.close("all")
-    _write_run_json(out, exp, command, seconds)
+    write_run_json(out, exp, command, seconds)
     return out
 

@@ -26,8 +26,8 @@ from .train import RECIPE_DATA, RECIPES, TrainConfig, current_profile
 # %% auto #0
 __all__ = ['CONFIG_DIR', 'METHODS', 'TABLE_METRICS', 'RESULT_FILES', 'RESULTS_DIR', 'config_names', 'Experiment', 'load_config',
            'saens_home', 'cache_dir', 'run_dir', 'get_cache', 'train_methods', 'sub_ensembles', 'report_table',
-           'plot_table1', 'plot_training_curves', 'plot_sweep', 'run_experiment', 'record_results', 'coefficient_sweep',
-           'sweep_table', 'plot_coefficient_sweep', 'record_sweep', 'recorded']
+           'plot_table1', 'plot_training_curves', 'plot_sweep', 'run_experiment', 'record_results', 'write_run_json',
+           'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep', 'record_sweep', 'recorded', 'show_recorded']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
@@ -158,7 +158,8 @@ def train_methods(exp: Experiment, data, methods=METHODS, out: Path | None = Non
                                            checkpoint_every=exp.train.get("checkpoint_every", 200))
                     m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=_seed(method, s), **exp.sae_kwargs)
                     save(m, path)
-                    curves = [getattr(h, "history", []) for h in (m.members[:1] if method == "bagging" else m.members)] if method != "expanded" else [m.history]
+                    trained = [m] if method == "expanded" else m.members[:1] if method == "bagging" else m.members   # bagging's members share one log
+                    curves = [getattr(t, "history", []) for t in trained]
                     (path / "history.json").write_text(json.dumps(dict(batch_size=cfg.batch_size, seconds=time.time() - t0, curves=curves)))
                     log(f"trained {path.name} in {time.time() - t0:.0f} s")
                 models[method, J, s] = m
@@ -261,10 +262,10 @@ def record_results(exp: Experiment, dest, command: str, seconds: float) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for f in RESULT_FILES:
         if (src / f).exists(): shutil.copy2(src / f, out / f)
-    _write_run_json(out, exp, command, seconds)
+    write_run_json(out, exp, command, seconds)
     return out
 
-def _write_run_json(out: Path, exp: Experiment, command: str, seconds: float):
+def write_run_json(out: Path, exp: Experiment, command: str, seconds: float):
     "How a recorded result was made: the command, the commit, the wall time and the machine."
     import platform, subprocess
     git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(saens.__file__).parent).stdout.strip()
@@ -282,14 +283,17 @@ def coefficient_sweep(exp: Experiment, name: str, values, n_tokens: int | None =
     from .metrics import evaluate
     from .sae import make_sae
     from .train import train_sae
+    import inspect
+    from .sae import SAE_CLASSES
     train_fields = {f.name for f in fields(TrainConfig)} - {"n_tokens", "recipe"}
-    if name not in exp.sae_kwargs and name not in train_fields and name != "init_threshold":
-        raise ValueError(f"{exp.name}: {name!r} is neither a setting of its {exp.arch} SAEs ({sorted(exp.sae_kwargs)}) nor a training setting")
+    sae_fields = set(inspect.signature(SAE_CLASSES[exp.arch]).parameters) - {"d_in", "d_sae", "kw"}
+    if name not in sae_fields and name not in train_fields:
+        raise ValueError(f"{exp.name}: {name!r} is neither a setting of its {exp.arch} SAEs ({sorted(sae_fields)}) nor a training setting")
     cache = get_cache(exp, lm=lm, progress=progress)
     X, Xe, out = cache.train.tensor(), cache.eval.tensor().float(), []
     for v in values:
         t0 = time.time()
-        on_train = name in train_fields
+        on_train = name not in sae_fields
         cfg = exp.train_config(n_tokens=n_tokens or exp.train["n_tokens"], progress=progress, **({name: v} if on_train else {}))
         sae = train_sae(make_sae(exp.arch, X.shape[1], exp.d_sae, seed=0, **{**exp.sae_kwargs, **({} if on_train else {name: v})}), X, cfg)
         r = dict(name=name, value=v, n_tokens=cfg.n_tokens, seconds=time.time() - t0, **evaluate(sae, Xe),
@@ -328,7 +332,7 @@ def record_sweep(exp: Experiment, records: list[dict], dest, command: str, secon
     (out / "sweep.md").write_text(sweep_table(records) + "\n")
     plot_coefficient_sweep(records, f"{exp.name} ({exp.profile}), {exp.arch} {exp.d_sae} features").savefig(out / "sweep.png", dpi=120)
     import matplotlib.pyplot as plt; plt.close("all")
-    _write_run_json(out, exp, command, seconds)
+    write_run_json(out, exp, command, seconds)
     return out
 
 
@@ -341,4 +345,14 @@ def recorded(name: str, profile: str = "laptop", root=None) -> dict | None:
     if not (d / "records.json").exists(): return None
     return dict(records=json.loads((d / "records.json").read_text())["records"], table=(d / "table1.md").read_text(),
                 run=json.loads((d / "run.json").read_text()) if (d / "run.json").exists() else {}, folder=d)
+
+def show_recorded(folder, markdown=("table1.md",), figures=("table1.png", "curves.png"), extra_markdown: str = ""):
+    "Display a recorded folder in a notebook: how it was made (run.json), its Markdown tables, then its figures."
+    from IPython.display import Image, Markdown, display
+    folder = Path(folder); run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
+    head = (f"**{folder.name}**, recorded by `{run.get('command')}` at commit {(run.get('commit') or '?')[:8]}: "
+            f"{run.get('seconds', 0) / 60:.0f} min on {run.get('cpus')} CPUs, recipe {run.get('recipe')}")
+    display(Markdown("\n\n".join([head] + [(folder / f).read_text() for f in markdown if (folder / f).exists()] + [extra_markdown])))
+    for f in figures:
+        if (folder / f).exists(): display(Image(filename=str(folder / f)))
 

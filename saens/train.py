@@ -316,7 +316,8 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
     ema, t0 = None, time.perf_counter()
     for step in bar:
         x = batch(src, step)
-        x_raw = batch(raw_src, step) * scale if raw_src is not None and aux_raw else x * scale if aux_raw else None
+        x_raw = None                        # the authors' AuxK target for a boosting stage: the batch before any residual
+        if aux_raw: x_raw = (batch(raw_src, step) if raw_src is not None else x) * scale
         if transform is not None: x = transform(x)
         x = x * scale
         for g in opt.param_groups: g["lr"] = lr_at(cfg, step)
