@@ -46,7 +46,6 @@ def ablation_variants(exp: Experiment, base: str = "saens") -> list[tuple[str, E
         e.train = {**{k: v for k, v in exp.train.items() if k not in RECIPES["saens"]}, "recipe": base,
                    **{k: v for k, v in fields.items() if k != "keep_bos"}}
         e.keep_bos = fields.get("keep_bos", mine["keep_bos"])
-        e.train = {k: (list(v) if isinstance(v, tuple) else v) for k, v in e.train.items()}
         return e
     out = [(f"{base} (base)", make(mine))]
     for name, keys in DIFFERENCES.items():
