@@ -73,15 +73,12 @@ def _fmt(x): return f"{x:.4g}" if isinstance(x, float) else str(x)
 def med(runs: list, key="value"): return median([r[key] for r in runs if key in r])
 
 
-def saens_home() -> Path:
-    return Path(os.environ.get("SAENS_HOME") or Path.home() / ".cache" / "saens")
-
-
 def get_acts(d: int, n: int, seed: int = 0):
     """`n` rows of width `d` (float32, CPU): the embedded model's cached activations when `d` is its width and a cache
     exists (repeated if there are fewer rows), else samples of chapter 5's toy model."""
     import torch
     from safetensors.torch import load_file
+    from saens.home import saens_home
     if d == 576:
         shards = sorted(saens_home().glob("activations/smollm2-135m-blocks.9.hook_resid_post-*/train-*.safetensors"))
         if shards:

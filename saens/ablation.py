@@ -12,12 +12,13 @@ from pathlib import Path
 
 from .experiments import Experiment, METHODS, get_cache, run_dir, sub_ensembles, train_methods
 from .metrics import evaluate_models
+from .tables import markdown_table
 from .toy import summarize
 from .train import RECIPE_DATA, RECIPES, TrainConfig
 
 # %% auto #0
 __all__ = ['DIFFERENCES', 'ABLATION_METRICS', 'ablation_variants', 'run_ablation', 'ablation_summary', 'stability_claims',
-           'plot_ablation', 'ablation_table', 'record_ablation']
+           'plot_ablation', 'ablation_table', 'claims_table', 'record_ablation']
 
 # %% ../nbs/15_recipes.ipynb #67295530
 # the differences between the recipes, as switches: name -> the TrainConfig fields it changes (or "keep_bos", the data side)
@@ -115,13 +116,14 @@ def plot_ablation(summary: dict, title: str = ""):
 # %% ../nbs/15_recipes.ipynb #bbc77f11
 def ablation_table(summary: dict) -> str:
     "The summary as Markdown: one row per variant and method."
-    rows = ["| variant | method | EV | MSE | never fire | stability | floor |", "|---|---|---|---|---|---|---|"]
-    for v, s in summary.items():
-        for m in METHODS:
-            if m in s:
-                r = s[m]
-                rows.append(f"| {v} | {m} | {r['ev']:.3f} | {r['mse']:.1f} | {r['dead_frac']:.3f} | {r['stability']:.3f} | {r['stability_random']:.3f} |")
-    return "\n".join(rows)
+    fmt = dict(ev=".3f", mse=".1f", dead_frac=".3f", stability=".3f", stability_random=".3f")
+    rows = [[v, m, *(f"{s[m][k]:{f}}" for k, f in fmt.items())] for v, s in summary.items() for m in METHODS if m in s]
+    return markdown_table(["variant", "method", "EV", "MSE", "never fire", "stability", "floor"], rows)
+
+def claims_table(claims: dict) -> str:
+    "`stability_claims` as Markdown: one row per variant, yes or no for each claim."
+    names = ("boosting more stable than expanded", "bagging the most stable")
+    return markdown_table(["variant", *names], [[v, *("yes" if c[n] else "no" for n in names)] for v, c in claims.items()])
 
 def record_ablation(exp: Experiment, records: list[dict], base: str, dest, command: str, seconds: float) -> Path:
     "Write an ablation into `dest/ablation-<name>-<profile>-<base>/`: records.json, ablation.md, ablation.png, run.json."
@@ -131,10 +133,7 @@ def record_ablation(exp: Experiment, records: list[dict], base: str, dest, comma
     out.mkdir(parents=True, exist_ok=True)
     summary = ablation_summary(records, exp.J)
     (out / "records.json").write_text(json.dumps(dict(base=base, records=records, summary=summary), indent=1, default=str))
-    claims = stability_claims(summary)
-    lines = [ablation_table(summary), "", "| variant | boosting more stable than expanded | bagging the most stable |", "|---|---|---|"]
-    lines += [f"| {v} | {'yes' if c['boosting more stable than expanded'] else 'no'} | {'yes' if c['bagging the most stable'] else 'no'} |" for v, c in claims.items()]
-    (out / "ablation.md").write_text("\n".join(lines) + "\n")
+    (out / "ablation.md").write_text(ablation_table(summary) + "\n\n" + claims_table(stability_claims(summary)) + "\n")
     plot_ablation(summary, f"{exp.name} ({exp.profile}): one difference from {base} at a time").savefig(out / "ablation.png", dpi=120)
     plt.close("all")
     write_run_json(out, exp, command, seconds)

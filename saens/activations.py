@@ -25,7 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 from tqdm.auto import tqdm
 
-from .sae import _atomic_write
+from .io import atomic_write, atomic_write_json, read_json
 
 # %% auto #0
 __all__ = ['PILE', 'DATA_FETCH_STEP', 'CACHE_VERSION', 'CorpusNotAvailable', 'news_documents', 'stdlib_documents',
@@ -182,11 +182,7 @@ class CacheConfig:
         return d
 
 def _read_json(p: Path, what: str) -> dict:
-    try: return json.loads(p.read_text())
-    except json.JSONDecodeError as e: raise CacheError(f"{p} ({what}) is truncated or corrupt: {e}. "
-                                                       "Delete it and run the cache again; shards are re-checked.") from e
-
-def _write_json(p: Path, obj: dict): _atomic_write(p, lambda t: Path(t).write_text(json.dumps(obj, indent=1)))
+    return read_json(p, what, error=CacheError, hint="Delete it and run the cache again; shards are re-checked.")
 
 # %% ../nbs/07_activations.ipynb #e4a41704
 def _check_shard(root: Path, split: str, entry: dict, meta: dict) -> str | None:
@@ -233,7 +229,7 @@ def _open_cache(root: Path, cfg: CacheConfig, lm) -> tuple[dict, dict]:
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "meta.json").exists():
         if any(root.glob("*.safetensors")): raise CacheError(f"{root} holds shards but no meta.json; use an empty folder")
-        _write_json(root / "manifest.json", empty); _write_json(root / "meta.json", meta)
+        atomic_write_json(root / "manifest.json", empty, indent=1); atomic_write_json(root / "meta.json", meta, indent=1)
         return meta, empty
     old = _read_json(root / "meta.json", "metadata")
     if old.get("fingerprint") != meta["fingerprint"]:
@@ -277,12 +273,12 @@ def cache_activations(lm, out_dir, cfg: CacheConfig, on_shard: Callable[[str, in
         # one metadata key: safetensors writes a multi-key header in hash order, which would change the bytes run to run
         md = {"saens": json.dumps(dict(fingerprint=meta["fingerprint"], split=split, index=i, hook=cfg.hook, model=cfg.model), sort_keys=True)}
         blob = save({"acts": acts.contiguous()}, metadata=md)    # serialise once: write it and hash it, no read-back
-        _atomic_write(root / name, lambda t: Path(t).write_bytes(blob))
+        atomic_write(root / name, lambda t: Path(t).write_bytes(blob))
         first = man["contexts"][split]
         man["shards"][split].append(dict(file=name, rows=acts.shape[0], bytes=len(blob), sha256=hashlib.sha256(blob).hexdigest(),
                                          first_context=first, n_contexts=n_ctx))
         man["contexts"][split] = first + n_ctx
-        _write_json(root / "manifest.json", man)
+        atomic_write_json(root / "manifest.json", man, indent=1)
         if on_shard is not None: on_shard(split, i)
 
     def run(split):
@@ -310,7 +306,7 @@ def cache_activations(lm, out_dir, cfg: CacheConfig, on_shard: Callable[[str, in
     bar.close()
     short = {s: (man["contexts"][s], want[s]) for s in want if man["contexts"][s] < want[s]}
     if short: print(f"corpus {cfg.corpus!r} ran out: contexts (stored, wanted) {short}", file=sys.stderr)
-    man["complete"] = True; _write_json(root / "manifest.json", man)
+    man["complete"] = True; atomic_write_json(root / "manifest.json", man, indent=1)
     return ActivationCache(root)
 
 # %% ../nbs/07_activations.ipynb #1559b542

@@ -22,8 +22,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .experiments import saens_home
-from .sae import _atomic_write
+from .home import saens_home
+from .io import atomic_write_json
+from .stats import mean_ci
+from .tables import markdown_table
 from .tasks import TokenActs
 
 # %% auto #0
@@ -228,7 +230,7 @@ class CachedLLM(LLM):
         return d["answer"]
 
     def _put(self, key: str, path: Path, answer):
-        _atomic_write(path, lambda p: Path(p).write_text(json.dumps(dict(key=key, answer=answer)), encoding="utf-8"))
+        atomic_write_json(path, dict(key=key, answer=answer), indent=None)
 
     def generate(self, messages: list[dict], max_tokens: int = 32) -> str:
         key, path = self._path("generate", messages, max_tokens=int(max_tokens))
@@ -447,24 +449,17 @@ def autointerp(models: dict, contexts: TokenActs, tokenizer, llm: LLM, n_feature
 # %% ../nbs/23_autointerp.ipynb #fe2a6af1
 METHOD_ORDER = ("single", "expanded", "bagging", "boosting")
 
-def _mean_ci(v) -> tuple[float, float]:
-    from scipy.stats import t as student_t
-    v = np.asarray(v, dtype=np.float64)
-    if len(v) < 2: return (float(v.mean()) if len(v) else float("nan")), float("nan")
-    return float(v.mean()), float(student_t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-
 def _methods(records) -> list[str]:
     names = list(dict.fromkeys(r["method"] for r in records))
     return [m for m in METHOD_ORDER if m in names] + [m for m in names if m not in METHOD_ORDER]
 
 def autointerp_table(records: list[dict]) -> str:
     "Markdown: per method, the features scored and mean ± 95% CI of detection accuracy and AUROC."
-    lines = ["| method | features | accuracy | AUROC |", "|---|---|---|---|"]
+    rows = []
     for m in _methods(records):
         rs = [r for r in records if r["method"] == m]
-        cells = [f"{a:.3f} ± {h:.3f}" for a, h in (_mean_ci([r[k] for r in rs]) for k in ("accuracy", "auroc"))]
-        lines.append(f"| {m} | {len(rs)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append([m, len(rs), *(f"{a:.3f} ± {h:.3f}" for a, h in (mean_ci([r[k] for r in rs]) for k in ("accuracy", "auroc")))])
+    return markdown_table(["method", "features", "accuracy", "AUROC"], rows)
 
 def plot_autointerp(records: list[dict], title: str = ""):
     "Detection accuracy and AUROC per method: mean ± 95% CI, one dot per feature, chance at 0.5."
@@ -476,7 +471,7 @@ def plot_autointerp(records: list[dict], title: str = ""):
             v = [r[key] for r in records if r["method"] == m]
             x = i + _rng("jitter", m).uniform(-0.15, 0.15, len(v))
             ax.scatter(x, v, s=12, alpha=0.5, color=f"C{i}")
-            mean, half = _mean_ci(v)
+            mean, half = mean_ci(v)
             ax.errorbar(i, mean, yerr=0 if math.isnan(half) else half, fmt="o", color="k", capsize=4)
         ax.axhline(0.5, color="gray", ls="--", lw=1)
         ax.set_xticks(range(len(methods)), methods); ax.set_title(label); ax.set_ylim(-0.05, 1.05)

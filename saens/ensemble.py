@@ -5,7 +5,6 @@
 # %% ../nbs/03_ensemble.ipynb #10be8b0a
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -13,8 +12,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .io import atomic_write_json, read_json
 from .proposition import concat_codes, concat_dictionary, _check_weights
-from .sae import SAE, load_sae, make_sae, save_sae, _atomic_write
+from .sae import SAE, load_sae, make_sae, save_sae
 from .train import BatchSource, SingleProcess, TrainConfig, train_sae
 
 # %% auto #0
@@ -116,14 +116,14 @@ def save_ensemble(ens: Ensemble, path, **metadata) -> Path:
     path = Path(path)
     for j, m in enumerate(ens.members): save_sae(m, path / f"member_{j:02d}")
     meta = dict(mode=ens.mode, weights=ens.weights, n_members=len(ens), metadata=metadata)
-    _atomic_write(path / "ensemble.json", lambda t: Path(t).write_text(json.dumps(meta, indent=2)))
+    atomic_write_json(path / "ensemble.json", meta)
     return path
 
 def load_ensemble(path, device=None) -> Ensemble:
     "Load an ensemble saved by `save_ensemble`."
     path = Path(path)
     if not (path / "ensemble.json").exists(): raise FileNotFoundError(f"{path} has no ensemble.json: not a saved ensemble")
-    meta = json.loads((path / "ensemble.json").read_text())
+    meta = read_json(path / "ensemble.json")
     return Ensemble([load_sae(path / f"member_{j:02d}", device=device) for j in range(meta["n_members"])],
                     meta["weights"], meta["mode"])
 

@@ -18,15 +18,17 @@ import yaml
 
 from .activations import ActivationCache, CacheConfig, cache_activations
 from .ensemble import load_ensemble, save_ensemble, train_bagging, train_boosting, train_expanded
+from .home import saens_home
 from .metrics import evaluate_models
 from .sae import load_sae, save_sae
+from .tables import markdown_table
 from .toy import summarize, table1, table1_rows
 from .train import RECIPE_DATA, RECIPES, TrainConfig, current_profile
 
 # %% auto #0
 __all__ = ['CONFIG_DIR', 'METHODS', 'TABLE_METRICS', 'RESULT_FILES', 'RESULTS_DIR', 'config_names', 'Experiment', 'load_config',
-           'saens_home', 'cache_dir', 'run_dir', 'get_cache', 'train_methods', 'sub_ensembles', 'report_table',
-           'plot_table1', 'plot_training_curves', 'plot_sweep', 'run_experiment', 'record_results', 'write_run_json',
+           'cache_dir', 'run_dir', 'get_cache', 'train_methods', 'sub_ensembles', 'report_table', 'plot_table1',
+           'plot_training_curves', 'plot_sweep', 'run_experiment', 'record_results', 'write_run_json',
            'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep', 'record_sweep', 'recorded', 'show_recorded']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
@@ -112,9 +114,6 @@ def load_config(name_or_path: str, profile: str | None = None) -> Experiment:
     return exp
 
 # %% ../nbs/08_experiments.ipynb #496580a0
-def saens_home() -> Path:
-    return Path(os.environ.get("SAENS_HOME") or Path.home() / ".cache" / "saens")
-
 def cache_dir(exp: Experiment) -> Path:
     c = exp.cache_config()
     h = hashlib.sha256(json.dumps(c.identity(), sort_keys=True).encode()).hexdigest()[:10]
@@ -306,11 +305,9 @@ def coefficient_sweep(exp: Experiment, name: str, values, n_tokens: int | None =
 # %% ../nbs/08_experiments.ipynb #8f2db749
 def sweep_table(records: list[dict]) -> str:
     "The sweep as Markdown: one row per value."
-    rows = ["| value | EV | MSE | L0 | never fire | tokens | seconds |", "|---|---|---|---|---|---|---|"]
-    for r in records:
-        rows.append(f"| {r['name']} = {r['value']:g} | {r['ev']:.3f} | {r['mse']:.1f} | {r['l0']:.1f} | "
-                    f"{r.get('dead_frac', float('nan')):.3f} | {r['n_tokens']:,} | {r['seconds']:.0f} |")
-    return "\n".join(rows)
+    return markdown_table(["value", "EV", "MSE", "L0", "never fire", "tokens", "seconds"],
+                          [[f"{r['name']} = {r['value']:g}", f"{r['ev']:.3f}", f"{r['mse']:.1f}", f"{r['l0']:.1f}",
+                            f"{r.get('dead_frac', float('nan')):.3f}", f"{r['n_tokens']:,}", f"{r['seconds']:.0f}"] for r in records])
 
 def plot_coefficient_sweep(records: list[dict], title: str = ""):
     "Left: held-out EV against L0 for each value; right: batch EV against training tokens."

@@ -5,13 +5,12 @@
 # %% ../nbs/21_probing.ipynb #0ce5c5d8
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from .models import parse_hook
+from .tables import markdown_table
 from .tasks import TokenActs, cached_token_acts, load_task, split_task
 
 # %% auto #0
@@ -87,11 +86,6 @@ def probing_eval(models: dict, data: list[ProbeData], ks=(1, 2, 5), seed: int = 
         if log: log(f"{d.task}: done")
     return recs
 
-def _mean_ci(v) -> tuple[float, float]:
-    from scipy.stats import t as student_t
-    v = np.asarray(v, dtype=np.float64)
-    return float(v.mean()), (float(student_t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan"))
-
 METHOD_ORDER = ("single", "expanded", "bagging", "boosting")
 
 def probing_table(records: list[dict], ks=(1, 2, 5)) -> str:
@@ -100,14 +94,12 @@ def probing_table(records: list[dict], ks=(1, 2, 5)) -> str:
     def cell(method, k, task=None):
         v = [r["accuracy"] for r in records if r["method"] == method and (k is None or r["k"] == k) and (task is None or r["task"] == task)]
         return np.mean(v) if v else float("nan")
-    lines = ["| method | k | " + " | ".join(tasks) + " | mean |", "|---|---|" + "---|" * (len(tasks) + 1)]
-    for k in ks:
-        for m in METHOD_ORDER:
-            if any(r["method"] == m for r in records):
-                lines.append(f"| {m} | {k} | " + " | ".join(f"{cell(m, k, t):.3f}" for t in tasks) + f" | {np.mean([cell(m, k, t) for t in tasks]):.3f} |")
-    lines.append("| raw activations | all | " + " | ".join(f"{cell('raw', None, t):.3f}" for t in tasks)
-                 + f" | {np.mean([cell('raw', None, t) for t in tasks]):.3f} |")
-    return "\n".join(lines)
+    def row(name, label, method, k):
+        accs = [cell(method, k, t) for t in tasks]
+        return [name, label, *accs, np.mean(accs)]
+    rows = [row(m, str(k), m, k) for k in ks for m in METHOD_ORDER if any(r["method"] == m for r in records)]
+    rows.append(row("raw activations", "all", "raw", None))
+    return markdown_table(["method", "k", *tasks, "mean"], rows, fmt="{:.3f}")
 
 def plot_probing(records: list[dict], ks=(1, 2, 5), title: str = ""):
     "Accuracy vs k per task: one line per method (mean over seeds), the raw probe dashed."

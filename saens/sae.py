@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from safetensors.torch import load_file, save_file
+
+from .io import atomic_write, atomic_write_json, read_json, safe_load_safetensors
 
 # %% auto #0
 __all__ = ['SAE_CLASSES', 'LossOutput', 'SAE', 'ReLUSAE', 'TopKSAE', 'BatchTopKSAE', 'JumpReLUSAE', 'make_sae', 'save_sae',
@@ -469,40 +469,24 @@ def make_sae(arch: str, d_in: int, d_sae: int, **kwargs) -> SAE:
     if arch not in SAE_CLASSES: raise ValueError(f"unknown SAE architecture {arch!r}; choose from {sorted(SAE_CLASSES)}")
     return SAE_CLASSES[arch](d_in, d_sae, **kwargs)
 
-def _atomic_write(path: Path, write):
-    "Call `write(tmp_path)`, then rename the temporary file onto `path` (atomic on POSIX)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
-    try:
-        write(tmp); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-
-def _safe_load(file: Path) -> dict:
-    "Load a safetensors file, turning truncation or corruption into a `ValueError` that names the file."
-    if not Path(file).exists(): raise FileNotFoundError(f"no weights file at {file}")
-    try: return load_file(str(file))
-    except Exception as e: raise ValueError(f"{file} is truncated or corrupt and cannot be read ({e})") from e
-
 # %% ../nbs/01_sae.ipynb #0a903204
 def save_sae(sae: SAE, path, **metadata) -> Path:
     "Save `sae` to the folder `path` as `config.json` + `sae.safetensors`; extra `metadata` goes into the JSON."
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()}
     cfg = {**sae.config, "dtype": str(sae.W_enc.dtype).removeprefix("torch."), "metadata": metadata}
-    _atomic_write(path / "sae.safetensors", lambda t: save_file(state, t))
-    _atomic_write(path / "config.json", lambda t: Path(t).write_text(json.dumps(cfg, indent=2)))
+    atomic_write(path / "sae.safetensors", lambda t: save_file(state, t))
+    atomic_write_json(path / "config.json", cfg)
     return path
 
 def load_sae(path, device=None) -> SAE:
     "Load an SAE saved by `save_sae` (folder with `config.json` and `sae.safetensors`)."
     path = Path(path)
     if not (path / "config.json").exists(): raise FileNotFoundError(f"{path} has no config.json: not a saved saens SAE")
-    try: cfg = json.loads((path / "config.json").read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{path / 'config.json'} is truncated or corrupt ({e})") from e
+    cfg = read_json(path / "config.json")
     cfg.pop("metadata", None)
     dtype = getattr(torch, cfg.pop("dtype", "float32"))
-    state = _safe_load(path / "sae.safetensors")
+    state = safe_load_safetensors(path / "sae.safetensors")
     sae = make_sae(**cfg, dtype=dtype, device=device)
     expected = {k: tuple(v.shape) for k, v in sae.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
@@ -529,6 +513,6 @@ def to_saelens(sae: SAE, path, model_name: str | None = None, hook_name: str | N
     elif isinstance(sae, JumpReLUSAE): cfg["architecture"] = "jumprelu"; w["threshold"] = t(sae.threshold)
     else: cfg["architecture"] = "standard"
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path / "sae_weights.safetensors", lambda f: save_file(w, f))
-    _atomic_write(path / "cfg.json", lambda f: Path(f).write_text(json.dumps(cfg, indent=2)))
+    atomic_write(path / "sae_weights.safetensors", lambda f: save_file(w, f))
+    atomic_write(path / "cfg.json", lambda f: Path(f).write_text(json.dumps(cfg, indent=2)))
     return path

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .probing import METHOD_ORDER, ProbeData, fit_probe, probe_data
+from .tables import markdown_table
 from .tasks import load_task
 
 # %% auto #0
@@ -97,9 +98,8 @@ def scr_table(records: list[dict], ns=N_ABLATE) -> str:
     "Markdown: normalised SCR per method (rows) and N (columns), mean over pairs and seeds."
     ns = [n for n in ns if any(r["n"] == n for r in records)]
     cell = lambda m, n: np.mean([r["scr"] for r in records if r["method"] == m and r["n"] == n])
-    lines = ["| method | " + " | ".join(f"N={n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
-    lines += [f"| {m} | " + " | ".join(f"{cell(m, n):.3f}" for n in ns) + " |" for m in METHOD_ORDER if any(r["method"] == m for r in records)]
-    return "\n".join(lines)
+    return markdown_table(["method", *(f"N={n}" for n in ns)],
+                          [[m, *(cell(m, n) for n in ns)] for m in METHOD_ORDER if any(r["method"] == m for r in records)], fmt="{:.3f}")
 
 def plot_scr(records: list[dict], ns=N_ABLATE, title: str = ""):
     "Normalised SCR against the number of ablated features, one line per method (mean over pairs and seeds)."

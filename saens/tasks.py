@@ -30,8 +30,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .activations import _package_dir, start_token
-from .experiments import saens_home
-from .sae import _atomic_write
+from .home import saens_home
+from .io import atomic_write, atomic_write_text
 
 # %% auto #0
 __all__ = ['FETCH_STEP', 'TASKS', 'OFFLINE_TASKS', 'PAPER_TASKS', 'CODE_SOURCES', 'DatasetNotAvailable', 'TaskSpec', 'data_dir',
@@ -259,7 +259,7 @@ def fetch_task(name: str, force: bool = False, n_per_class: int = 6000, progress
         else: rows = _BUILDERS[name](None if spec.source == "system" else _download(spec, tmp))
     missing = [c for c in spec.classes if not any(r["label"] == c for r in rows)]
     if missing: raise DatasetNotAvailable(f"{name}: fetched, but no rows for classes {missing}")
-    _atomic_write(out, lambda t: Path(t).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)))
+    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     if progress: progress(f"fetched {name}: {len(rows):,} rows -> {out}")
     return out
 
@@ -384,7 +384,7 @@ def cached_token_acts(lm_or_name, hook: str, texts: list[str] | None = None, ctx
         except Exception: path.unlink()                                  # truncated or corrupt: recompute
     lm = load_model(lm_or_name) if isinstance(lm_or_name, str) else lm_or_name
     ta = token_acts(lm, parse_hook(hook), texts, ctx_len, ids=ids, progress=progress, **kw)
-    _atomic_write(path, lambda p: save_file(dict(acts=ta.acts.contiguous(), doc=ta.doc, pos=ta.pos, ids=ta.ids), p))
+    atomic_write(path, lambda p: save_file(dict(acts=ta.acts.contiguous(), doc=ta.doc, pos=ta.pos, ids=ta.ids), p))
     ta.meta["path"] = str(path)
     return ta
 

@@ -13,6 +13,8 @@ from torch import Tensor
 
 from .ensemble import train_bagging, train_boosting, train_expanded
 from .metrics import coverage, diversity, evaluate_models
+from .stats import mean_ci
+from .tables import markdown_table
 from .train import TrainConfig, by_profile, current_profile
 
 # %% auto #0
@@ -79,16 +81,10 @@ def toy_sweep(toy: ToyModel, cfg: TrainConfig, *, d_sae: int = 64, k: int = 4, J
 
 # %% ../nbs/05_toy.ipynb #790675aa
 def summarize(records: list[dict], metric: str) -> dict:
-    "`{(method, J): (mean, ci95_halfwidth)}` of `metric` over seeds."
-    from scipy.stats import t as student_t
+    "`{(method, J): (mean, ci95_halfwidth)}` of `metric` over seeds (`mean_ci`: Student-t, nan with one seed)."
     groups = {}
     for r in records: groups.setdefault((r["method"], r["J"]), []).append(r[metric])
-    out = {}
-    for key, v in groups.items():
-        v = torch.tensor(v, dtype=torch.float64); n = len(v)
-        half = float(student_t.ppf(0.975, n - 1) * v.std() / math.sqrt(n)) if n > 1 else float("nan")
-        out[key] = (v.mean().item(), half)
-    return out
+    return {key: mean_ci(v) for key, v in groups.items()}
 
 METRICS = ("ev", "mse", "l0", "connectivity", "dead_frac", "stability", "stability_random", "coverage", "diversity")
 NO_CI = ("stability", "stability_random")   # one number per (method, J), computed across its seeds
@@ -100,7 +96,7 @@ def table1_rows(J: int = 8) -> list[tuple]:
 def table1(records: list[dict], J: int = 8, metrics=METRICS, ci: bool = False) -> str:
     "Table 1 as Markdown: single, expanded, bagging and boosting at `J`; mean over seeds (± 95% CI with `ci`)."
     stats = {m: summarize(records, m) for m in metrics}
-    lines = ["| method | J | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    rows = []
     for name, j, key in table1_rows(J):
         if (key, j) not in stats[metrics[0]]: continue
         cells = []
@@ -108,8 +104,8 @@ def table1(records: list[dict], J: int = 8, metrics=METRICS, ci: bool = False) -
             mean, half = stats[m][key, j]
             f = ".0f" if m == "diversity" else ".1f" if m in ("l0", "mse") and abs(mean) >= 10 else ".3f"
             cells.append(f"{mean:{f}}" + (f" ± {half:{f}}" if ci and m not in NO_CI and half == half else ""))
-        lines.append(f"| {name} | {j} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append([name, str(j), *cells])
+    return markdown_table(["method", "J", *metrics], rows)
 
 def toy_table(records: list[dict], J: int = 8, metrics=METRICS) -> str:
     "Table 1 on the toy model, every metric including coverage and diversity."
@@ -124,12 +120,8 @@ def member_stability_table(records: list[dict], J: int = 8) -> str:
     if not rows:
         raise ValueError(f"records: no bagging or boosting records with J={J} carry stability_members "
                          "(evaluate_models adds them for ensembles with J >= 2 and at least 2 seeds)")
-    lines = ["| method | " + " | ".join(f"member {j + 1}" for j in range(J)) + " | floor (one member) |", "|---|" + "---|" * (J + 1)]
-    for method in ("bagging", "boosting"):
-        if method in rows:
-            r = rows[method]
-            lines.append(f"| {method} | " + " | ".join(f"{v:.3f}" for v in r["stability_members"]) + f" | {r['member_floor']:.3f} |")
-    return "\n".join(lines)
+    return markdown_table(["method", *(f"member {j + 1}" for j in range(J)), "floor (one member)"],
+                          [[m, *rows[m]["stability_members"], rows[m]["member_floor"]] for m in ("bagging", "boosting") if m in rows], fmt="{:.3f}")
 
 # %% ../nbs/05_toy.ipynb #840eab73
 def toy_config() -> dict:

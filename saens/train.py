@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .sae import SAE, _atomic_write, make_sae
+from .io import atomic_write
+from .sae import SAE, make_sae
 
 # %% auto #0
 __all__ = ['PROFILES', 'RECIPES', 'RECIPE_FIELDS', 'RECIPE_DATA', 'CHECKPOINT_NAME', 'current_profile', 'by_profile',
@@ -181,7 +182,7 @@ def geometric_median(x: Tensor, n_iter: int = 100, eps: float = 1e-8, tol: float
 CHECKPOINT_NAME = "checkpoint.pt"
 
 def _save_checkpoint(path: Path, state: dict):
-    _atomic_write(path, lambda tmp: torch.save(state, tmp))
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 def load_checkpoint(path) -> dict:
     "Read a training checkpoint, raising a `ValueError` that names the file if it is truncated or corrupt."
