@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .io import atomic_write_json, read_json
 from .proposition import concat_codes, concat_dictionary, _check_weights
-from .sae import SAE, load_sae, make_sae, save_sae
+from .sae import READS, SAE, SAEConfig, load_sae, make_sae, save_sae, set_reads
 from .train import BatchSource, SingleProcess, TrainConfig, train_sae
 
 # %% auto #0
@@ -56,6 +56,11 @@ class Ensemble(nn.Module):
         self.members, self.mode, self.weights = nn.ModuleList(members), mode, w
         self.d_in, self.sizes = d_ins[0], [m.d_sae for m in members]
         self.d_sae = sum(self.sizes)
+        archs = sorted({m.arch if isinstance(m, SAE) else type(m).__name__ for m in members})
+        first = next((m.cfg for m in members if getattr(m, "cfg", None) is not None), None)
+        self.cfg = SAEConfig(f"{mode} ensemble of {'+'.join(archs)}", self.d_in, self.d_sae,
+                             dtype=str(self.dtype).removeprefix("torch."), device=str(self.device),
+                             **({k: getattr(first, k) for k in READS} if first is not None else {}))
 
     def __len__(self): return len(self.members)
     def extra_repr(self): return f"mode={self.mode}, J={len(self)}, d_in={self.d_in}, d_sae={self.d_sae}"
@@ -79,8 +84,33 @@ class Ensemble(nn.Module):
     def b_dec(self) -> Tensor: return self.dictionary()[1]
     @property
     def W_enc(self) -> Tensor:
-        "Members' encoders side by side, `[d_in, d_sae]`. (For TopK or boosting, `encode` is not just `x @ W_enc`.)"
+        "Members' encoders side by side, `[d_in, d_sae]`: unscaled by the weights, and nominal for boosting (below)."
         return torch.cat([m.W_enc for m in self.members], -1)
+
+    # -- the SAEBench interface -------------------------------------------------------------------
+    # SAEBench's evaluations need `W_enc`, `W_dec`, `b_enc`, `b_dec`, `encode`, `decode`, `forward`, `device`, `dtype`
+    # and `cfg`. For bagging of ReLU / JumpReLU members `encode` is `alpha_j h(x @ W_enc_j + ...)`, so `W_enc` and
+    # `b_enc` are the members' own (unscaled); for TopK they select with a per-member top-k, and for boosting they are
+    # nominal: member j encodes a residual, not `x`, so `encode(x)` is not a function of `x @ W_enc`.
+    @property
+    def b_enc(self) -> Tensor:
+        "Members' encoder biases side by side, `[d_sae]` (nominal in the same way as `W_enc`)."
+        return torch.cat([m.b_enc for m in self.members], -1)
+    @property
+    def device(self) -> torch.device: return self.members[0].W_dec.device
+    @property
+    def dtype(self) -> torch.dtype: return self.members[0].W_dec.dtype
+
+    def describe(self, **reads) -> "Ensemble":
+        "Record what the ensemble (and every member) reads: `model_name`, `hook_name`, `context_size`, ... (`READS`)."
+        set_reads(self.cfg, reads)
+        for m in self.members: m.describe(**reads)
+        return self
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        if "cfg" in self.__dict__: self.cfg.dtype, self.cfg.device = str(self.dtype).removeprefix("torch."), str(self.device)
+        return out
 
     def check_input(self, x: Tensor):
         if not isinstance(x, Tensor) or x.ndim == 0 or x.shape[-1] != self.d_in:
@@ -115,7 +145,8 @@ def save_ensemble(ens: Ensemble, path, **metadata) -> Path:
     "Save to a folder: `ensemble.json` plus `member_00/`, `member_01/`, ... (each a saved SAE)."
     path = Path(path)
     for j, m in enumerate(ens.members): save_sae(m, path / f"member_{j:02d}")
-    meta = dict(mode=ens.mode, weights=ens.weights, n_members=len(ens), metadata=metadata)
+    meta = dict(mode=ens.mode, weights=ens.weights, n_members=len(ens),
+                reads={k: getattr(ens.cfg, k) for k in READS}, metadata=metadata)
     atomic_write_json(path / "ensemble.json", meta)
     return path
 
@@ -124,8 +155,9 @@ def load_ensemble(path, device=None) -> Ensemble:
     path = Path(path)
     if not (path / "ensemble.json").exists(): raise FileNotFoundError(f"{path} has no ensemble.json: not a saved ensemble")
     meta = read_json(path / "ensemble.json")
-    return Ensemble([load_sae(path / f"member_{j:02d}", device=device) for j in range(meta["n_members"])],
-                    meta["weights"], meta["mode"])
+    ens = Ensemble([load_sae(path / f"member_{j:02d}", device=device) for j in range(meta["n_members"])],
+                   meta["weights"], meta["mode"])
+    return ens.describe(**meta.get("reads", {}))
 
 # %% ../nbs/03_ensemble.ipynb #a74b9ba6
 def _width(data) -> int:

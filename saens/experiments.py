@@ -145,6 +145,7 @@ def train_methods(exp: Experiment, data, methods=METHODS, out: Path | None = Non
                   log=print) -> dict:
     "Train (or load, if already trained in `out`) every method for every seed; `{(method, J, seed): SAE or Ensemble}`."
     out = Path(out or run_dir(exp)); models = {}
+    reads = dict(model_name=exp.model, hook_name=exp.hook, context_size=exp.ctx_len)   # kept in each SAE's `cfg`
     for s in range(exp.n_ensembles):
         for method in methods:
             for J in (exp.expanded_J if method == "expanded" else (exp.J,)):
@@ -155,13 +156,13 @@ def train_methods(exp: Experiment, data, methods=METHODS, out: Path | None = Non
                     t0 = time.time()
                     cfg = exp.train_config(checkpoint_dir=str(out / "checkpoints" / path.name), progress=progress,
                                            checkpoint_every=exp.train.get("checkpoint_every", 200))
-                    m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=_seed(method, s), **exp.sae_kwargs)
+                    m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=_seed(method, s), **exp.sae_kwargs).describe(**reads)
                     save(m, path)
                     trained = [m] if method == "expanded" else m.members[:1] if method == "bagging" else m.members   # bagging's members share one log
                     curves = [getattr(t, "history", []) for t in trained]
                     (path / "history.json").write_text(json.dumps(dict(batch_size=cfg.batch_size, seconds=time.time() - t0, curves=curves)))
                     log(f"trained {path.name} in {time.time() - t0:.0f} s")
-                models[method, J, s] = m
+                models[method, J, s] = m.describe(**reads)
     return models
 
 # %% ../nbs/08_experiments.ipynb #9e9e0527

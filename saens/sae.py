@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -18,8 +19,8 @@ from safetensors.torch import load_file, save_file
 from .io import atomic_write, atomic_write_json, read_json, safe_load_safetensors
 
 # %% auto #0
-__all__ = ['SAE_CLASSES', 'LossOutput', 'SAE', 'ReLUSAE', 'TopKSAE', 'BatchTopKSAE', 'JumpReLUSAE', 'make_sae', 'save_sae',
-           'load_sae', 'to_saelens']
+__all__ = ['READS', 'SAE_CLASSES', 'LossOutput', 'SAEConfig', 'hook_layer_of', 'set_reads', 'SAE', 'register_sae', 'ReLUSAE',
+           'TopKSAE', 'BatchTopKSAE', 'JumpReLUSAE', 'make_sae', 'save_sae', 'load_sae']
 
 # %% ../nbs/01_sae.ipynb #50438d0a
 class LossOutput:
@@ -50,6 +51,40 @@ class LossOutput:
         "Which features were active on some token of the batch, `[*members, d_sae]` (bool)."
         if self._fired is None: self._fired = (self.codes != 0).any(-2)
         return self._fired
+
+# %% ../nbs/01_sae.ipynb #e318fba6
+@dataclass
+class SAEConfig:
+    "The fields SAEBench's evaluations read from `sae.cfg`: the SAE's shape and storage, and the activations it reads."
+    architecture: str
+    d_in: int
+    d_sae: int                       # features (per member, for a stacked SAE)
+    model_name: str | None = None    # the model whose activations the SAE reads
+    hook_name: str | None = None     # where in the model, e.g. "blocks.9.hook_resid_post"
+    hook_layer: int | None = None    # the block of `hook_name` (SAEBench runs the model up to it)
+    hook_head_index: int | None = None  # attention head, for per-head hooks (None: the whole activation)
+    context_size: int | None = None  # tokens per context in training
+    prepend_bos: bool = True         # whether contexts start with a BOS token
+    dtype: str = "float32"           # the weights' dtype, as a string
+    device: str = "cpu"              # where the weights are
+    def to_dict(self) -> dict: return asdict(self)
+    @property
+    def architecture_str(self) -> str: return self.architecture   # the name SAEBench's core evaluation reads
+
+READS = ("model_name", "hook_name", "hook_layer", "hook_head_index", "context_size", "prepend_bos")
+"The `SAEConfig` fields that describe the activations an SAE reads (set by `describe`, kept by `save_sae`)."
+
+def hook_layer_of(hook_name: str | None) -> int | None:
+    "The block number in a hook name such as `blocks.9.hook_resid_post` or `model.layers.9` (None if there is none)."
+    m = re.search(r"(?:^|\.)(?:blocks|layers|h)\.(\d+)(?:\.|$)", hook_name or "")
+    return int(m.group(1)) if m else None
+
+def set_reads(cfg, given: dict):
+    "Set the given (not None) `READS` fields of `cfg`; derive `hook_layer` from `hook_name` when it is not given."
+    for k, v in given.items():
+        if k not in READS: raise ValueError(f"describe: unknown field {k!r}; known: {list(READS)}")
+        if v is not None: setattr(cfg, k, v)
+    if given.get("hook_name") and given.get("hook_layer") is None: cfg.hook_layer = hook_layer_of(given["hook_name"])
 
 # %% ../nbs/01_sae.ipynb #042ca675
 def _affine(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
@@ -82,6 +117,7 @@ class SAE(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(*lead, d_sae, **kw))
         self.b_dec = nn.Parameter(torch.zeros(*lead, d_in, **kw))
         self.reinit_("tied")
+        self.cfg = SAEConfig(self.arch, d_in, d_sae, dtype=str(self.dtype).removeprefix("torch."), device=str(self.device))
 
     @torch.no_grad()
     def reinit_(self, scheme: str = "tied") -> "SAE":
@@ -114,6 +150,23 @@ class SAE(nn.Module):
         "Everything needed to rebuild this SAE: `make_sae(**config)`."
         return dict(arch=self.arch, d_in=self.d_in, d_sae=self.d_sae, n_members=self.n_members,
                     seed=self.seed, apply_b_dec_to_input=self.apply_b_dec_to_input, **self.extra_config())
+
+    # -- what it reads and where it lives: the SAEBench interface ---------------------------------
+    @property
+    def device(self) -> torch.device: return self.W_dec.device
+    @property
+    def dtype(self) -> torch.dtype: return self.W_dec.dtype
+
+    def describe(self, **reads) -> "SAE":
+        "Record what this SAE reads (`model_name`, `hook_name`, `context_size`, ...: the `READS` fields); returns it."
+        set_reads(self.cfg, reads)
+        return self
+
+    def _apply(self, fn, *args, **kwargs):
+        "`.to()`, `.cuda()`, `.half()`, ... all end here: keep `cfg.dtype` and `cfg.device` in step with the weights."
+        out = super()._apply(fn, *args, **kwargs)
+        if "cfg" in self.__dict__: self.cfg.dtype, self.cfg.device = str(self.dtype).removeprefix("torch."), str(self.device)
+        return out
 
     def extra_repr(self): return ", ".join(f"{k}={v}" for k, v in self.config.items() if k != "arch")
 
@@ -216,10 +269,30 @@ class SAE(nn.Module):
             cfg = {**self.config, "n_members": None, "seed": self.seed + j}
             s = make_sae(**cfg, dtype=self.W_enc.dtype, device=self.W_enc.device)
             s.load_state_dict({k: v[j].clone() for k, v in self.state_dict().items()})
+            s.describe(**{k: getattr(self.cfg, k) for k in READS})
             out.append(s)
         return out
 
+# %% ../nbs/01_sae.ipynb #e553fb26
+SAE_CLASSES: dict[str, type[SAE]] = {}
+"Every architecture saens can build, save and load, by its `arch` name: the four of this chapter and any registered."
+
+def register_sae(cls: type[SAE]) -> type[SAE]:
+    """Class decorator: make an `SAE` subclass known by its `arch` name, so `make_sae`, `load_sae`, ensembles, YAML
+    configs and the command line can build it. Redefining the same class (re-running its cell) replaces it."""
+    if not (isinstance(cls, type) and issubclass(cls, SAE)):
+        raise TypeError(f"register_sae takes a subclass of saens.sae.SAE, got {cls!r}")
+    arch = cls.__dict__.get("arch")
+    if not isinstance(arch, str) or not arch:
+        raise ValueError(f"{cls.__name__} must set its own architecture name, `arch = '...'`, to be registered")
+    old = SAE_CLASSES.get(arch)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"architecture {arch!r} is already registered to {old.__module__}.{old.__qualname__}")
+    SAE_CLASSES[arch] = cls
+    return cls
+
 # %% ../nbs/01_sae.ipynb #127cc475
+@register_sae
 class ReLUSAE(SAE):
     "ReLU SAE with a decoder-norm-weighted L1 penalty `l1_coeff`."
     arch, decoder_norm = "relu", "penalise"
@@ -322,6 +395,7 @@ class _TopKEncode(torch.autograd.Function):
             if stacked and x.ndim == 2: gx = gx.sum(0)
         return gx, gW, gb, None, None, None
 
+@register_sae
 class TopKSAE(SAE):
     "TopK SAE (`k` active features per token) with the AuxK loss against dead features."
     arch = "topk"
@@ -390,6 +464,7 @@ class TopKSAE(SAE):
                           l0=active.sum(-1, dtype=torch.float32).mean(-1), fired=fired)
 
 # %% ../nbs/01_sae.ipynb #5cebf962
+@register_sae
 class BatchTopKSAE(TopKSAE):
     "BatchTopK SAE: top `k * n` activations over a batch in training; a learned global threshold at inference."
     arch = "batchtopk"
@@ -439,6 +514,7 @@ class _JumpReLUFn(torch.autograd.Function):
         dtheta = torch.addcmul(g_l0.unsqueeze(-1), g, theta).mul_(near).sum_to_size(theta.shape) / -eps
         return g * on, dtheta, None
 
+@register_sae
 class JumpReLUSAE(SAE):
     "JumpReLU SAE: learned per-feature thresholds, L0 penalty `sparsity_coeff` through straight-through estimators."
     arch = "jumprelu"
@@ -462,19 +538,18 @@ class JumpReLUSAE(SAE):
     def _scale_thresholds_(self, s): self.log_threshold += s.log()
 
 # %% ../nbs/01_sae.ipynb #1326bbca
-SAE_CLASSES = {c.arch: c for c in (ReLUSAE, TopKSAE, JumpReLUSAE, BatchTopKSAE)}
-
 def make_sae(arch: str, d_in: int, d_sae: int, **kwargs) -> SAE:
-    "Build an SAE by architecture name: one of `relu`, `topk`, `jumprelu`, `batchtopk`."
+    "Build an SAE by architecture name: `relu`, `topk`, `jumprelu`, `batchtopk`, or any registered with `register_sae`."
     if arch not in SAE_CLASSES: raise ValueError(f"unknown SAE architecture {arch!r}; choose from {sorted(SAE_CLASSES)}")
     return SAE_CLASSES[arch](d_in, d_sae, **kwargs)
 
 # %% ../nbs/01_sae.ipynb #0a903204
 def save_sae(sae: SAE, path, **metadata) -> Path:
-    "Save `sae` to the folder `path` as `config.json` + `sae.safetensors`; extra `metadata` goes into the JSON."
+    "Save `sae` to the folder `path` as `config.json` + `sae.safetensors`; what it reads (`cfg`) and extra `metadata` go into the JSON."
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()}
-    cfg = {**sae.config, "dtype": str(sae.W_enc.dtype).removeprefix("torch."), "metadata": metadata}
+    reads = {k: getattr(sae.cfg, k) for k in READS}
+    cfg = {**sae.config, "dtype": str(sae.W_enc.dtype).removeprefix("torch."), "reads": reads, "metadata": metadata}
     atomic_write(path / "sae.safetensors", lambda t: save_file(state, t))
     atomic_write_json(path / "config.json", cfg)
     return path
@@ -485,6 +560,7 @@ def load_sae(path, device=None) -> SAE:
     if not (path / "config.json").exists(): raise FileNotFoundError(f"{path} has no config.json: not a saved saens SAE")
     cfg = read_json(path / "config.json")
     cfg.pop("metadata", None)
+    reads = cfg.pop("reads", {})
     dtype = getattr(torch, cfg.pop("dtype", "float32"))
     state = safe_load_safetensors(path / "sae.safetensors")
     sae = make_sae(**cfg, dtype=dtype, device=device)
@@ -494,25 +570,4 @@ def load_sae(path, device=None) -> SAE:
         raise ValueError(f"{path / 'sae.safetensors'} does not match {path / 'config.json'}: "
                          f"expected tensors {expected}, found {got}")
     sae.load_state_dict(state)
-    return sae
-
-# %% ../nbs/01_sae.ipynb #e7defca4
-def to_saelens(sae: SAE, path, model_name: str | None = None, hook_name: str | None = None,
-               context_size: int | None = None) -> Path:
-    "Write `sae` in the SAELens on-disk format (`cfg.json` + `sae_weights.safetensors`)."
-    if sae.n_members is not None: raise ValueError("export the members of a stacked SAE one at a time (`unstack()`)")
-    t = lambda v: v.detach().contiguous().cpu()
-    w = {k: t(getattr(sae, k)) for k in ("W_enc", "W_dec", "b_enc", "b_dec")}
-    cfg = dict(d_in=sae.d_in, d_sae=sae.d_sae, dtype=str(sae.W_enc.dtype).removeprefix("torch."), device="cpu",
-               apply_b_dec_to_input=sae.apply_b_dec_to_input, normalize_activations="none",
-               metadata=dict(model_name=model_name, hook_name=hook_name, context_size=context_size))
-    if isinstance(sae, BatchTopKSAE):
-        if (sae.threshold < 0).any(): raise ValueError("this BatchTopK SAE has no calibrated threshold yet: train it first")
-        cfg["architecture"] = "jumprelu"; w["threshold"] = sae.threshold.detach().cpu().expand(sae.d_sae).contiguous()
-    elif isinstance(sae, TopKSAE): cfg.update(architecture="topk", k=sae.k)
-    elif isinstance(sae, JumpReLUSAE): cfg["architecture"] = "jumprelu"; w["threshold"] = t(sae.threshold)
-    else: cfg["architecture"] = "standard"
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    atomic_write(path / "sae_weights.safetensors", lambda f: save_file(w, f))
-    atomic_write(path / "cfg.json", lambda f: Path(f).write_text(json.dumps(cfg, indent=2)))
-    return path
+    return sae.describe(**reads)
