@@ -138,6 +138,7 @@ def _cmd_quickstart(args) -> int:
 # %% ../nbs/09_cli.ipynb #11b6ed5a
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of the `saens` command."
+    from saens.train import config_help
     p = argparse.ArgumentParser(prog="saens", description="Ensembling sparse autoencoders: train, evaluate and compare "
                                 "bagging, boosting and expanded SAEs.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -172,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(c); c.set_defaults(func=_cmd_cache)
     t = sub.add_parser("train", help="train expanded / bagging / boosting SAEs of a setting (resumable)",
                        description="Train every method for every seed on the cached activations (caching them first if "
-                       "needed). Trained models are saved and not retrained; an interrupted run resumes from its checkpoints.")
+                       "needed). Trained models are saved and not retrained; an interrupted run resumes from its checkpoints. "
+                       "The config's `train:` mapping sets the training fields below (chapter 2).",
+                       epilog=config_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     common(t); training(t); t.set_defaults(func=_cmd_train)
     e = sub.add_parser("eval", help="evaluate a setting on held-out tokens and print Table 1",
                        description="Evaluate the trained models (training whatever is missing) on the held-out activations: "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -21,9 +21,10 @@ from .io import atomic_write
 from .sae import SAE, make_sae
 
 # %% auto #0
-__all__ = ['PROFILES', 'RECIPES', 'RECIPE_FIELDS', 'RECIPE_DATA', 'CHECKPOINT_NAME', 'current_profile', 'by_profile',
-           'TrainConfig', 'lr_at', 'sparsity_scale_at', 'BatchSource', 'geometric_median', 'load_checkpoint',
-           'SingleProcess', 'MemberBatches', 'clip_grad_norm_', 'train_sae', 'tune_malloc']
+__all__ = ['PROFILES', 'RECIPES', 'RECIPE_FIELDS', 'RECIPE_DATA', 'STORAGE_FIELDS', 'HYPERPARAMETERS', 'CHECKPOINT_NAME',
+           'current_profile', 'by_profile', 'TrainConfig', 'config_help', 'lr_at', 'sparsity_scale_at', 'BatchSource',
+           'geometric_median', 'load_checkpoint', 'SingleProcess', 'MemberBatches', 'clip_grad_norm_', 'train_sae',
+           'tune_malloc']
 
 # %% ../nbs/02_train.ipynb #2ffd71fc
 PROFILES = ("ci", "laptop", "paper")
@@ -41,8 +42,8 @@ def by_profile(ci, laptop, paper):
 # %% ../nbs/02_train.ipynb #db99b95f
 @dataclass
 class TrainConfig:
-    """Hyperparameters of one training run. Fields left at `None` take the value of the named `recipe`
-    (`RECIPES`, below); any field given explicitly overrides its recipe."""
+    """One training run: its hyperparameters (`HYPERPARAMETERS`) and where it runs and is stored (`STORAGE_FIELDS`).
+    Fields left at `None` take the value of the named `recipe` (`RECIPES`, below); a field given explicitly overrides it."""
     n_tokens: int = 1_000_000          # training tokens; steps = n_tokens // batch_size
     batch_size: int = 4096             # tokens per step (the paper uses 10,000)
     lr: float = 3e-4                   # Adam's learning rate (the paper's)
@@ -55,19 +56,19 @@ class TrainConfig:
     decoder_norm: str | None = None    # "auto": the architecture's own (chapter 1); "renormalise": unit rows after every step, plain L1
     init: str | None = None            # "tied": the weights the SAE was built with; "kaiming": redrawn (`SAE.reinit_`)
     normalize_activations: bool | None = None  # train on s*x with E||s*x||^2 = d_in; s is folded back at the end
-    b_dec_init: str = "geometric_median"  # or "mean" or "zeros"
+    b_dec_init: str = "geometric_median"  # how b_dec starts: the "geometric_median" or "mean" of the data, or "zeros"
     b_dec_data: str | None = None      # boosting: b_dec from the stage's own "input" (its residual) or the "raw" activations
     n_init_samples: int = 4096         # activations used to estimate s and b_dec
     dead_window: int | None = None     # tokens without firing after which a feature counts as dead (feeds AuxK)
     auxk: str | None = None            # TopK family: the "saens" or the "authors" AuxK loss (chapter 1)
     data_seed: str | None = None       # "config": data order from `seed`; "model": from each SAE's (member's) own seed
     seed: int = 0                      # data order when data_seed == "config"
-    device: str | None = None          # default: where the SAE is
+    device: str | None = None          # torch device to train on (None: where the SAE is)
     checkpoint_dir: str | None = None  # where to write checkpoint.pt (None: no checkpoints)
     checkpoint_every: int = 0          # steps between checkpoints (0: only at the end)
     resume: bool = True                # continue from checkpoint_dir/checkpoint.pt if it exists
     log_every: int = 25                # steps between history entries
-    progress: bool = True              # tqdm bar
+    progress: bool = True              # show a tqdm progress bar
 
     @property
     def n_steps(self) -> int: return self.n_tokens // self.batch_size
@@ -104,8 +105,20 @@ RECIPE_DATA = {"saens": dict(keep_bos=False), "authors": dict(keep_bos=True)}
 _CHOICES = dict(b_dec_init=("geometric_median", "mean", "zeros"), decoder_norm=("auto", "renormalise"),
                 init=("tied", "kaiming"), b_dec_data=("input", "raw"), auxk=("saens", "authors"), data_seed=("config", "model"))
 
-# these fields decide the trajectory: a checkpoint can only be resumed under the same values
-_TRAJECTORY_FIELDS = ("n_tokens", "batch_size", "lr", "b_dec_init", "n_init_samples", "seed") + RECIPE_FIELDS
+STORAGE_FIELDS = ("device", "checkpoint_dir", "checkpoint_every", "resume", "log_every", "progress")
+"Where a run happens, is stored and is shown: changing these never changes the trained weights."
+HYPERPARAMETERS = tuple(f.name for f in fields(TrainConfig) if f.name not in STORAGE_FIELDS)
+"Everything that decides the trained weights (`recipe` through the fields it fills in)."
+# these decide the trajectory: a checkpoint can only be resumed under the same values
+_TRAJECTORY_FIELDS = tuple(f for f in HYPERPARAMETERS if f != "recipe")
+
+def config_help() -> str:
+    "Every `TrainConfig` field with its one-line description, hyperparameters first, then storage (for `--help`)."
+    from fastcore.docments import docments
+    docs, dflt = docments(TrainConfig), {f.name: f.default for f in fields(TrainConfig)}
+    show = lambda names: "\n".join(f"  {n:<22} {docs[n]} (default: {'from the recipe' if n in RECIPE_FIELDS else repr(dflt[n])})" for n in names)
+    return (f"hyperparameters (they decide the trained weights):\n{show(HYPERPARAMETERS)}\n\n"
+            f"storage (where the run happens, is stored and shown):\n{show(STORAGE_FIELDS)}")
 
 
 # %% ../nbs/02_train.ipynb #d2a277f3

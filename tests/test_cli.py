@@ -78,3 +78,16 @@ def test_sweep_of_an_unknown_setting_is_refused_before_caching(tmp_path, capsys)
     err = capsys.readouterr().err
     assert rc == 1 and "'l1_coeff' is neither a setting of its topk SAEs" in err
     assert not (tmp_path / "activations").exists()
+
+
+def test_train_help_lists_the_training_fields(capsys):
+    "`saens train --help` shows every TrainConfig field with its description, hyperparameters apart from storage."
+    from dataclasses import fields
+    from saens.train import STORAGE_FIELDS, TrainConfig
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    out = capsys.readouterr().out
+    hyper, storage = out.split("hyperparameters (they decide the trained weights):")[1].split("storage (")
+    for f in fields(TrainConfig):
+        assert f"  {f.name} " in (storage if f.name in STORAGE_FIELDS else hyper), f.name
+    assert "Adam's learning rate" in hyper and "where to write checkpoint.pt" in storage
