@@ -115,7 +115,8 @@ _TRAJECTORY_FIELDS = tuple(f for f in HYPERPARAMETERS if f != "recipe")
 def config_help() -> str:
     "Every `TrainConfig` field with its one-line description, hyperparameters first, then storage (for `--help`)."
     from fastcore.docments import docments
-    docs, dflt = docments(TrainConfig), {f.name: f.default for f in fields(TrainConfig)}
+    import saens.train as module   # docments reads the comments from the class's source file
+    docs, dflt = docments(module.TrainConfig), {f.name: f.default for f in fields(TrainConfig)}
     show = lambda names: "\n".join(f"  {n:<22} {docs[n]} (default: {'from the recipe' if n in RECIPE_FIELDS else repr(dflt[n])})" for n in names)
     return (f"hyperparameters (they decide the trained weights):\n{show(HYPERPARAMETERS)}\n\n"
             f"storage (where the run happens, is stored and shown):\n{show(STORAGE_FIELDS)}")
