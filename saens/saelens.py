@@ -138,21 +138,21 @@ def to_saelens(obj: SAE | Ensemble, path, model_name: str | None = None, hook_na
 # %% ../nbs/16_saelens.ipynb #6e133cc6
 _SUPPORTED = ("standard", "topk", "jumprelu")
 
-def _fetch_hub(repo_id: str, folder: str | None) -> Path:
-    "Download `folder` of Hub repo `repo_id` (only that folder) with `huggingface_hub`."
+def _fetch_hub(repo_id: str, folder: str | None, **hub) -> Path:
+    "Download `folder` of Hub repo `repo_id` (only that folder) with `huggingface_hub.snapshot_download(**hub)`."
     try: from huggingface_hub import snapshot_download
     except ImportError as e: raise ImportError("loading from the Hugging Face Hub needs `pip install huggingface_hub`") from e
-    try: root = snapshot_download(repo_id, allow_patterns=[f"{folder}/*"] if folder else None)
+    try: root = snapshot_download(repo_id, allow_patterns=[f"{folder}/*"] if folder else None, **hub)
     except Exception as e:
         raise FileNotFoundError(f"could not get {repo_id!r}{f' (folder {folder!r})' if folder else ''} from the Hugging "
                                 f"Face Hub ({type(e).__name__}: {e}); download it elsewhere and pass the local folder") from e
     return Path(root) / folder if folder else Path(root)
 
-def _locate(path_or_repo, folder) -> Path:
+def _locate(path_or_repo, folder, **hub) -> Path:
     p = Path(path_or_repo)
     if p.exists(): return p / folder if folder else p
     if isinstance(path_or_repo, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", path_or_repo):
-        return _fetch_hub(path_or_repo, folder)
+        return _fetch_hub(path_or_repo, folder, **hub)
     raise FileNotFoundError(f"{path_or_repo!r} is neither a local folder nor a Hub repo id (owner/name)")
 
 def _dtype(name) -> torch.dtype:
@@ -179,13 +179,14 @@ def _check_tensors(file: Path, w: dict, need: dict):
             raise ValueError(f"{file}: tensor {name!r} has shape {tuple(w[name].shape)}, but its cfg.json says {shape}")
 
 # %% ../nbs/16_saelens.ipynb #964aee95
-def from_saelens(path_or_repo, folder: str | None = None, device=None, dtype=None) -> SAE | Ensemble:
+def from_saelens(path_or_repo, folder: str | None = None, device=None, dtype=None, **hub) -> SAE | Ensemble:
     """Load a SAELens SAE into the matching saens class, with identical `encode` and `decode`: `standard` -> `ReLUSAE`,
     `topk` -> `TopKSAE`, `jumprelu` (also how SAELens saves a trained BatchTopK SAE) -> `JumpReLUSAE`.
-    `path_or_repo` is a local folder, or a Hugging Face Hub repo id whose SAE sits in `folder`. A folder that
+    `path_or_repo` is a local folder, or a Hugging Face Hub repo id whose SAE sits in `folder`
+    (`hub`: `revision`, `cache_dir`, `local_files_only`, `token`, ... for `huggingface_hub.snapshot_download`). A folder that
     `to_saelens` wrote for an ensemble of members (`saens_ensemble.json`) loads back as that `Ensemble`.
     What the SAE reads (model, hook, context size) is kept in its `cfg`."""
-    path = _locate(path_or_repo, folder)
+    path = _locate(path_or_repo, folder, **hub)
     if (path / MANIFEST).exists():
         man = read_json(path / MANIFEST, what="saens ensemble manifest")
         return Ensemble([from_saelens(path / n, device=device, dtype=dtype) for n in man["members"]],
