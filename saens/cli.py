@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['build_parser', 'main']
+__all__ = ['setup_command', 'build_parser', 'run_command', 'main']
 
 # %% ../nbs/09_cli.ipynb #8286332d
-def _setup(args):
+def setup_command(args):
+    "Apply the options every subcommand shares: allocator tuning, `--profile`, `--home`, `--threads`."
     from saens.train import tune_malloc
     tune_malloc()   # CPU training speed (chapter 2); a no-op outside glibc
     if getattr(args, "profile", None): os.environ["SAENS_PROFILE"] = args.profile
@@ -31,7 +32,7 @@ def _exp(args):
     return exp
 
 def _cmd_toy(args) -> int:
-    _setup(args)
+    setup_command(args)
     from saens.toy import toy_demo
     t0 = time.time()
     records = toy_demo(verbose=True)
@@ -41,7 +42,7 @@ def _cmd_toy(args) -> int:
     return 0
 
 def _cmd_data(args) -> int:
-    _setup(args)
+    setup_command(args)
     from saens.tasks import TASKS, data_dir, fetch_task, task_path
     if args.action == "list":
         for name, spec in TASKS.items():
@@ -54,7 +55,7 @@ def _cmd_data(args) -> int:
     return 0
 
 def _cmd_cache(args) -> int:
-    _setup(args)
+    setup_command(args)
     from saens.experiments import get_cache, cache_dir
     exp = _exp(args)
     print(f"caching {exp.model} {exp.hook} on {exp.corpus!r}: {exp.n_train_tokens:,} train + {exp.n_eval_tokens:,} held-out tokens")
@@ -63,7 +64,7 @@ def _cmd_cache(args) -> int:
     return 0
 
 def _cmd_train(args) -> int:
-    _setup(args)
+    setup_command(args)
     from saens.experiments import get_cache, train_methods, run_dir
     exp = _exp(args)
     cache = get_cache(exp)
@@ -85,7 +86,7 @@ def _report(exp, records, t0):
           f"\ntotal {time.time() - t0:.0f} s")
 
 def _cmd_eval(args) -> int:
-    _setup(args)
+    setup_command(args)
     from saens.experiments import run_experiment
     t0 = time.time(); exp = _exp(args)
     records = run_experiment(exp, methods=args.methods, sweep=args.sweep)
@@ -101,7 +102,7 @@ def _command_line(default: str) -> str:
     return "saens " + " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name == "saens" else default
 
 def _cmd_sweep(args) -> int:
-    _setup(args)
+    setup_command(args)
     from saens.experiments import coefficient_sweep, record_sweep, sweep_table
     t0 = time.time(); exp = _exp(args)
     values = [int(v) if float(v).is_integer() else v for v in args.values]   # k, batch_size, dead_window are counts
@@ -114,7 +115,7 @@ def _cmd_sweep(args) -> int:
     return 0
 
 def _cmd_ablation(args) -> int:
-    _setup(args)
+    setup_command(args)
     from saens.ablation import ablation_summary, ablation_table, record_ablation, run_ablation
     t0 = time.time(); exp = _exp(args)
     records = run_ablation(exp, args.base, only=args.only, methods=args.methods)
@@ -127,7 +128,7 @@ def _cmd_ablation(args) -> int:
 def _cmd_quickstart(args) -> int:
     "`saens eval quickstart`, announced."
     from saens.experiments import METHODS
-    _setup(args)
+    setup_command(args)
     args.config, args.methods, args.sweep = "quickstart", list(METHODS), False
     exp = _exp(args)
     print(f"saens quickstart: {exp.description}\n"
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.set_defaults(func=_cmd_toy)
     return p
 
-def _run(args, label: str) -> int:
+def run_command(args, label: str) -> int:
     "Run `args.func(args)`; an error the user can act on becomes one line `label: error: ...` and exit status 1."
     try:
         return args.func(args)
@@ -241,4 +242,4 @@ def _run(args, label: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `saens` console script."
     args = build_parser().parse_args(argv)
-    return _run(args, f"saens {args.command}")
+    return run_command(args, f"saens {args.command}")

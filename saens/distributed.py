@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .ensemble import Ensemble, _sub, _width, train_bagging, train_boosting
+from .ensemble import Ensemble, member_checkpoints, data_width, train_bagging, train_boosting
 from .sae import BatchTopKSAE, make_sae
 from .train import SingleProcess, TrainConfig, train_sae
 
@@ -141,8 +141,8 @@ def train_bagging_distributed(arch: str, d_sae: int, data, cfg: TrainConfig | No
     block, mine, history, scale = member_block(J, W, rank), [], [], None
     if len(block):
         whole = len(block) == J
-        stacked = make_sae(arch, _width(data), d_sae, n_members=len(block), seed=seed + block.start, **sae_kwargs)
-        c = replace(_sub(cfg, "bagging" if whole else f"bagging/members_{block.start:02d}-{block.stop - 1:02d}"),
+        stacked = make_sae(arch, data_width(data), d_sae, n_members=len(block), seed=seed + block.start, **sae_kwargs)
+        c = replace(member_checkpoints(cfg, "bagging" if whole else f"bagging/members_{block.start:02d}-{block.stop - 1:02d}"),
                     progress=cfg.progress and rank == 0)
         train_sae(stacked, data, c, desc=f"bagging J={J}" if whole else f"bagging members {block.start}-{block.stop - 1} of {J}")
         mine, history, scale = [m.cpu() for m in stacked.unstack()], stacked.history, stacked.activation_scale
@@ -191,21 +191,21 @@ class CacheRows:
 def train_methods_distributed(exp, data, methods=("expanded", "bagging", "boosting"), out: Path | None = None,
                               progress: bool = True, log=print) -> dict:
     "`train_methods` over the launched processes: bagging split by members, expanded and boosting data-parallel."
-    from saens.experiments import _METHOD_IO, _seed, run_dir
+    from saens.experiments import METHOD_IO, method_seed, run_dir
     comm = DataParallel() if dist.is_initialized() else SingleProcess()
     out, device, models = Path(out or run_dir(exp)), local_device(), {}
     for s in range(exp.n_ensembles):
         for method in methods:
             for J in (exp.expanded_J if method == "expanded" else (exp.J,)):
                 path = out / f"{method}-J{J}-seed{s}"
-                train, save, _, done = _METHOD_IO[method]
+                train, save, _, done = METHOD_IO[method]
                 if comm.main_only(lambda: (path / done).exists()): continue
                 t0 = time.time()
                 cfg = exp.train_config(checkpoint_dir=str(out / "checkpoints" / path.name), progress=progress,
                                        checkpoint_every=exp.train.get("checkpoint_every", 200), device=device)
                 if method == "bagging":
-                    m = train_bagging_distributed(exp.arch, exp.d_sae, data, cfg, J=J, seed=_seed(method, s), **exp.sae_kwargs)
-                else: m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=_seed(method, s), comm=comm, **exp.sae_kwargs)
+                    m = train_bagging_distributed(exp.arch, exp.d_sae, data, cfg, J=J, seed=method_seed(method, s), **exp.sae_kwargs)
+                else: m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=method_seed(method, s), comm=comm, **exp.sae_kwargs)
                 if comm.is_main:
                     save(m, path); log(f"trained {path.name} on {comm.world_size} process(es) in {time.time() - t0:.0f} s")
                 models[method, J, s] = m
@@ -338,11 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `python -m saens.distributed` (also under `torchrun ... -m saens.distributed`)."
-    from saens.cli import _run, _setup
+    from saens.cli import run_command, setup_command
     args = build_parser().parse_args(argv)
-    _setup(args)
+    setup_command(args)
     rank, _ = init_distributed(args.device)
-    try: return _run(args, f"saens.distributed {args.command} (rank {rank})")   # missing cache, batch that cannot be split
+    try: return run_command(args, f"saens.distributed {args.command} (rank {rank})")   # missing cache, batch that cannot be split
     finally: cleanup()
 
 if __name__ == "__main__" and "__file__" in globals(): sys.exit(main())   # not when a notebook runs this cell

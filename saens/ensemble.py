@@ -13,12 +13,13 @@ import torch
 from torch import Tensor, nn
 
 from .io import atomic_write_json, read_json
-from .proposition import concat_codes, concat_dictionary, _check_weights
+from .proposition import concat_codes, concat_dictionary, check_weights
 from .sae import READS, SAE, SAEConfig, load_sae, make_sae, save_sae, set_reads
 from .train import BatchSource, SingleProcess, TrainConfig, train_sae
 
 # %% auto #0
-__all__ = ['Ensemble', 'save_ensemble', 'load_ensemble', 'train_bagging', 'train_boosting', 'train_expanded']
+__all__ = ['Ensemble', 'save_ensemble', 'load_ensemble', 'data_width', 'member_checkpoints', 'train_bagging', 'train_boosting',
+           'train_expanded']
 
 # %% ../nbs/03_ensemble.ipynb #a71e384c
 _SAE_API = ("encode", "decode", "W_dec", "b_dec", "d_in", "d_sae")
@@ -52,7 +53,7 @@ class Ensemble(nn.Module):
         if len(dts) > 1: raise ValueError(f"ensemble members differ in dtype/device {sorted(map(str, dts))}; convert them first")
         for j, m in enumerate(members): _check_linear_decoder(j, m)
         J = len(members)
-        w = _check_weights(weights if weights is not None else [1 / J if mode == "bagging" else 1.0] * J, J)
+        w = check_weights(weights if weights is not None else [1 / J if mode == "bagging" else 1.0] * J, J)
         self.members, self.mode, self.weights = nn.ModuleList(members), mode, w
         self.d_in, self.sizes = d_ins[0], [m.d_sae for m in members]
         self.d_sae = sum(self.sizes)
@@ -160,20 +161,22 @@ def load_ensemble(path, device=None) -> Ensemble:
     return ens.describe(**meta.get("reads", {}))
 
 # %% ../nbs/03_ensemble.ipynb #a74b9ba6
-def _width(data) -> int:
+def data_width(data) -> int:
+    "Width d_in of the training data (rows of a tensor or of a batch function); refuses anything but rows [n, d_in]."
     x = BatchSource(data, 1).sample(1)
     if x.ndim != 2: raise ValueError(f"activations must be rows [n, d_in], got a batch of shape {tuple(x.shape)}")
     return x.shape[-1]
 
-def _sub(cfg: TrainConfig, name: str) -> TrainConfig:
+def member_checkpoints(cfg: TrainConfig, name: str) -> TrainConfig:
+    "`cfg` with its checkpoints in the subfolder `name` (one per boosting stage), unchanged if it has none."
     return replace(cfg, checkpoint_dir=str(Path(cfg.checkpoint_dir) / name)) if cfg.checkpoint_dir else cfg
 
 def train_bagging(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, J: int = 8, seed: int = 0,
                   comm: SingleProcess | None = None, **sae_kwargs) -> Ensemble:
     "Naive bagging: `J` SAEs differing only in initial weights, trained jointly as one stacked module; weights 1/J."
     cfg = cfg or TrainConfig()
-    stacked = make_sae(arch, _width(data), d_sae, n_members=J, seed=seed, **sae_kwargs)
-    train_sae(stacked, data, _sub(cfg, "bagging"), desc=f"bagging J={J}", comm=comm)
+    stacked = make_sae(arch, data_width(data), d_sae, n_members=J, seed=seed, **sae_kwargs)
+    train_sae(stacked, data, member_checkpoints(cfg, "bagging"), desc=f"bagging J={J}", comm=comm)
     members = stacked.unstack()
     for m in members: m.history = stacked.history; m.activation_scale = stacked.activation_scale
     return Ensemble(members, mode="bagging")
@@ -227,10 +230,10 @@ def train_boosting(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, 
     """Boosting: member j is trained on the residual left by the frozen members < j; weights 1.
     `residuals`: 'materialise' (update every row's residual once per stage), 'per_step', or 'auto' (see above)."""
     cfg, comm = cfg or TrainConfig(), comm or SingleProcess()
-    d_in, members = _width(data), []
+    d_in, members = data_width(data), []
     held, r, r_upto = _boost_residuals(data, residuals), data, 0     # r: the residual of every row after `r_upto` members
     for j in range(J):
-        c = _sub(cfg, f"boosting/member_{j:02d}")
+        c = member_checkpoints(cfg, f"boosting/member_{j:02d}")
         done = Path(c.checkpoint_dir) / "final" if c.checkpoint_dir else None
         if done is not None:
             saved = comm.main_only(lambda: load_sae(done) if (done / "config.json").exists() else None)
@@ -252,5 +255,5 @@ def train_expanded(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, 
                    comm: SingleProcess | None = None, **sae_kwargs) -> SAE:
     "The baseline: one SAE with `J * d_sae` features and the same other hyperparameters."
     cfg = cfg or TrainConfig()
-    return train_sae(make_sae(arch, _width(data), J * d_sae, seed=seed, **sae_kwargs), data, _sub(cfg, "expanded"),
+    return train_sae(make_sae(arch, data_width(data), J * d_sae, seed=seed, **sae_kwargs), data, member_checkpoints(cfg, "expanded"),
                      desc=f"expanded {J}x", comm=comm)

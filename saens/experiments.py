@@ -26,10 +26,11 @@ from .toy import summarize, table1, table1_rows
 from .train import RECIPE_DATA, RECIPES, TrainConfig, current_profile
 
 # %% auto #0
-__all__ = ['CONFIG_DIR', 'METHODS', 'TABLE_METRICS', 'RESULT_FILES', 'RESULTS_DIR', 'config_names', 'Experiment', 'load_config',
-           'cache_dir', 'run_dir', 'get_cache', 'train_methods', 'sub_ensembles', 'report_table', 'plot_table1',
-           'plot_training_curves', 'plot_sweep', 'run_experiment', 'record_results', 'write_run_json',
-           'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep', 'record_sweep', 'recorded', 'show_recorded']
+__all__ = ['CONFIG_DIR', 'METHODS', 'METHOD_IO', 'TABLE_METRICS', 'RESULT_FILES', 'RESULTS_DIR', 'config_names', 'Experiment',
+           'load_config', 'cache_dir', 'run_dir', 'get_cache', 'method_seed', 'train_methods', 'sub_ensembles',
+           'report_table', 'plot_table1', 'plot_training_curves', 'plot_sweep', 'run_experiment', 'record_results',
+           'write_run_json', 'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep', 'record_sweep', 'recorded',
+           'show_recorded']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
@@ -134,10 +135,11 @@ def get_cache(exp: Experiment, lm=None, progress: bool = True) -> ActivationCach
     return cache_activations(lm, d, exp.cache_config(), progress=progress)
 
 # %% ../nbs/08_experiments.ipynb #d02a353a
-def _seed(method: str, s: int) -> int: return 1000 * s + {"bagging": 0, "boosting": 500, "expanded": 900}[method]
+def method_seed(method: str, s: int) -> int:  # the base seed of ensemble s of a method: disjoint across methods and members
+    return 1000 * s + {"bagging": 0, "boosting": 500, "expanded": 900}[method]
 
 # method -> (trainer, save, load, the file a finished save leaves)
-_METHOD_IO = dict(expanded=(train_expanded, save_sae, load_sae, "config.json"),
+METHOD_IO = dict(expanded=(train_expanded, save_sae, load_sae, "config.json"),
                   bagging=(train_bagging, save_ensemble, load_ensemble, "ensemble.json"),
                   boosting=(train_boosting, save_ensemble, load_ensemble, "ensemble.json"))
 
@@ -150,13 +152,13 @@ def train_methods(exp: Experiment, data, methods=METHODS, out: Path | None = Non
         for method in methods:
             for J in (exp.expanded_J if method == "expanded" else (exp.J,)):
                 path = out / f"{method}-J{J}-seed{s}"
-                train, save, load, done = _METHOD_IO[method]
+                train, save, load, done = METHOD_IO[method]
                 if (path / done).exists(): m = load(path)
                 else:
                     t0 = time.time()
                     cfg = exp.train_config(checkpoint_dir=str(out / "checkpoints" / path.name), progress=progress,
                                            checkpoint_every=exp.train.get("checkpoint_every", 200))
-                    m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=_seed(method, s), **exp.sae_kwargs).describe(**reads)
+                    m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=method_seed(method, s), **exp.sae_kwargs).describe(**reads)
                     save(m, path)
                     trained = [m] if method == "expanded" else m.members[:1] if method == "bagging" else m.members   # bagging's members share one log
                     curves = [getattr(t, "history", []) for t in trained]

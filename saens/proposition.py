@@ -9,10 +9,10 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['concat_dictionary', 'concat_codes']
+__all__ = ['check_weights', 'concat_dictionary', 'concat_codes']
 
 # %% ../nbs/00_proposition.ipynb #b4e01865
-def _check_weights(weights, J: int) -> list[float]:
+def check_weights(weights, J: int) -> list[float]:
     w = [float(a) for a in weights]
     if len(w) != J: raise ValueError(f"got {len(w)} ensemble weights for {J} members")
     if any(not torch.isfinite(torch.tensor(a)) or a < 0 for a in w):
@@ -21,7 +21,7 @@ def _check_weights(weights, J: int) -> list[float]:
 
 def concat_dictionary(W_decs: Sequence[Tensor], b_decs: Sequence[Tensor], weights: Sequence[float]) -> tuple[Tensor, Tensor]:
     "Proposition 3.1's decoder: rows of all `W_decs` stacked (unscaled, Remark 3.2) and `sum_j alpha_j b_dec_j`."
-    w = _check_weights(weights, len(W_decs))
+    w = check_weights(weights, len(W_decs))
     if len(b_decs) != len(W_decs): raise ValueError("need one decoder bias per dictionary")
     widths = {W.shape[-1] for W in W_decs} | {b.shape[-1] for b in b_decs}
     if len(widths) != 1: raise ValueError(f"members reconstruct vectors of different widths d_in: {sorted(widths)}")
@@ -29,5 +29,5 @@ def concat_dictionary(W_decs: Sequence[Tensor], b_decs: Sequence[Tensor], weight
 
 def concat_codes(codes: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
     "Proposition 3.1's codes: `[alpha_1 c_1, ..., alpha_J c_J]` along the feature axis."
-    w = _check_weights(weights, len(codes))
+    w = check_weights(weights, len(codes))
     return torch.cat([a * c for a, c in zip(w, codes)], -1)

