@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .io import atomic_write_json, read_json
 from .proposition import concat_codes, concat_dictionary, check_weights
-from .sae import READS, SAE, SAEConfig, load_sae, make_sae, save_sae, set_reads
+from .sae import SAE, Described, SAEConfig, load_sae, make_sae, save_sae
 from .train import BatchSource, SingleProcess, TrainConfig, train_sae
 
 # %% auto #0
@@ -40,7 +40,7 @@ def _check_linear_decoder(j, s):
     if not ok: raise ValueError(f"member {j} ({type(s).__name__}) does not decode linearly as codes @ W_dec + b_dec, "
                                 "so it cannot be combined by Proposition 3.1")
 
-class Ensemble(nn.Module):
+class Ensemble(Described):
     "J SAEs presented as one SAE with a concatenated dictionary (Proposition 3.1)."
     def __init__(self, saes, weights=None, mode: str = "bagging"):
         super().__init__()
@@ -61,7 +61,7 @@ class Ensemble(nn.Module):
         first = next((m.cfg for m in members if getattr(m, "cfg", None) is not None), None)
         self.cfg = SAEConfig(f"{mode} ensemble of {'+'.join(archs)}", self.d_in, self.d_sae,
                              dtype=str(self.dtype).removeprefix("torch."), device=str(self.device),
-                             **({k: getattr(first, k) for k in READS} if first is not None else {}))
+                             **(first.reads() if first is not None else {}))
 
     def __len__(self): return len(self.members)
     def extra_repr(self): return f"mode={self.mode}, J={len(self)}, d_in={self.d_in}, d_sae={self.d_sae}"
@@ -97,21 +97,12 @@ class Ensemble(nn.Module):
     def b_enc(self) -> Tensor:
         "Members' encoder biases side by side, `[d_sae]` (nominal in the same way as `W_enc`)."
         return torch.cat([m.b_enc for m in self.members], -1)
-    @property
-    def device(self) -> torch.device: return self.members[0].W_dec.device
-    @property
-    def dtype(self) -> torch.dtype: return self.members[0].W_dec.dtype
-
     def describe(self, **reads) -> "Ensemble":
-        "Record what the ensemble (and every member) reads: `model_name`, `hook_name`, `context_size`, ... (`READS`)."
-        set_reads(self.cfg, reads)
-        for m in self.members: m.describe(**reads)
+        "Record what the ensemble (and every member that can) reads: `model_name`, `hook_name`, ... (`READS`)."
+        super().describe(**reads)
+        for m in self.members:
+            if hasattr(m, "describe"): m.describe(**reads)
         return self
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        if "cfg" in self.__dict__: self.cfg.dtype, self.cfg.device = str(self.dtype).removeprefix("torch."), str(self.device)
-        return out
 
     def check_input(self, x: Tensor):
         if not isinstance(x, Tensor) or x.ndim == 0 or x.shape[-1] != self.d_in:
@@ -147,7 +138,7 @@ def save_ensemble(ens: Ensemble, path, **metadata) -> Path:
     path = Path(path)
     for j, m in enumerate(ens.members): save_sae(m, path / f"member_{j:02d}")
     meta = dict(mode=ens.mode, weights=ens.weights, n_members=len(ens),
-                reads={k: getattr(ens.cfg, k) for k in READS}, metadata=metadata)
+                reads=ens.cfg.reads(), metadata=metadata)
     atomic_write_json(path / "ensemble.json", meta)
     return path
 

@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 from .io import atomic_write, atomic_write_json, read_json, safe_load_safetensors
 
 # %% auto #0
-__all__ = ['READS', 'SAE_CLASSES', 'LossOutput', 'SAEConfig', 'hook_layer_of', 'set_reads', 'SAE', 'register_sae', 'ReLUSAE',
-           'TopKSAE', 'BatchTopKSAE', 'JumpReLUSAE', 'make_sae', 'save_sae', 'load_sae']
+__all__ = ['READS', 'SAE_CLASSES', 'LossOutput', 'SAEConfig', 'hook_layer_of', 'set_reads', 'Described', 'SAE', 'register_sae',
+           'ReLUSAE', 'TopKSAE', 'BatchTopKSAE', 'JumpReLUSAE', 'make_sae', 'save_sae', 'load_sae']
 
 # %% ../nbs/01_sae.ipynb #50438d0a
 class LossOutput:
@@ -68,6 +68,9 @@ class SAEConfig:
     dtype: str = "float32"           # the weights' dtype, as a string
     device: str = "cpu"              # where the weights are
     def to_dict(self) -> dict: return asdict(self)
+    def reads(self) -> dict:
+        "The `READS` fields: what `describe` sets and `save_sae` keeps."
+        return {k: getattr(self, k) for k in READS}
     @property
     def architecture_str(self) -> str: return self.architecture   # the name SAEBench's core evaluation reads
 
@@ -86,6 +89,24 @@ def set_reads(cfg, given: dict):
         if v is not None: setattr(cfg, k, v)
     if given.get("hook_name") and given.get("hook_layer") is None: cfg.hook_layer = hook_layer_of(given["hook_name"])
 
+class Described(nn.Module):
+    """What an SAE and an `Ensemble` share for SAEBench: `device` and `dtype` of the weights, `describe`, and a `cfg`
+    (set by the subclass) whose `dtype` and `device` follow the weights through `.to()`, `.cuda()`, `.half()`, ..."""
+    @property
+    def device(self) -> torch.device: return next(self.parameters()).device
+    @property
+    def dtype(self) -> torch.dtype: return next(self.parameters()).dtype
+
+    def describe(self, **reads) -> "Described":
+        "Record what this model reads (`model_name`, `hook_name`, `context_size`, ...: the `READS` fields); returns it."
+        set_reads(self.cfg, reads)
+        return self
+
+    def _apply(self, fn, *args, **kwargs):   # every dtype or device move ends here
+        out = super()._apply(fn, *args, **kwargs)
+        if "cfg" in self.__dict__: self.cfg.dtype, self.cfg.device = str(self.dtype).removeprefix("torch."), str(self.device)
+        return out
+
 # %% ../nbs/01_sae.ipynb #042ca675
 def _affine(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
     "`x @ W + b` as one BLAS call (`addmm`, or `baddbmm` for stacked `W [J, a, c]`), the bias added by the GEMM itself."
@@ -98,7 +119,7 @@ def _affine(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
 def _check_dims(name, v):
     if not (isinstance(v, int) and v > 0): raise ValueError(f"{name} must be a positive int, got {v!r}")
 
-class SAE(nn.Module):
+class SAE(Described):
     "Base sparse autoencoder: `encode`, `decode`, `forward`, `loss`; optionally `n_members` stacked copies."
     arch = "base"
     decoder_norm = "constrain"  # "constrain": unit-norm rows kept during training; "penalise": norm enters the penalty
@@ -150,23 +171,6 @@ class SAE(nn.Module):
         "Everything needed to rebuild this SAE: `make_sae(**config)`."
         return dict(arch=self.arch, d_in=self.d_in, d_sae=self.d_sae, n_members=self.n_members,
                     seed=self.seed, apply_b_dec_to_input=self.apply_b_dec_to_input, **self.extra_config())
-
-    # -- what it reads and where it lives: the SAEBench interface ---------------------------------
-    @property
-    def device(self) -> torch.device: return self.W_dec.device
-    @property
-    def dtype(self) -> torch.dtype: return self.W_dec.dtype
-
-    def describe(self, **reads) -> "SAE":
-        "Record what this SAE reads (`model_name`, `hook_name`, `context_size`, ...: the `READS` fields); returns it."
-        set_reads(self.cfg, reads)
-        return self
-
-    def _apply(self, fn, *args, **kwargs):
-        "`.to()`, `.cuda()`, `.half()`, ... all end here: keep `cfg.dtype` and `cfg.device` in step with the weights."
-        out = super()._apply(fn, *args, **kwargs)
-        if "cfg" in self.__dict__: self.cfg.dtype, self.cfg.device = str(self.dtype).removeprefix("torch."), str(self.device)
-        return out
 
     def extra_repr(self): return ", ".join(f"{k}={v}" for k, v in self.config.items() if k != "arch")
 
@@ -269,7 +273,7 @@ class SAE(nn.Module):
             cfg = {**self.config, "n_members": None, "seed": self.seed + j}
             s = make_sae(**cfg, dtype=self.W_enc.dtype, device=self.W_enc.device)
             s.load_state_dict({k: v[j].clone() for k, v in self.state_dict().items()})
-            s.describe(**{k: getattr(self.cfg, k) for k in READS})
+            s.describe(**self.cfg.reads())
             out.append(s)
         return out
 
@@ -548,8 +552,7 @@ def save_sae(sae: SAE, path, **metadata) -> Path:
     "Save `sae` to the folder `path` as `config.json` + `sae.safetensors`; what it reads (`cfg`) and extra `metadata` go into the JSON."
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()}
-    reads = {k: getattr(sae.cfg, k) for k in READS}
-    cfg = {**sae.config, "dtype": str(sae.W_enc.dtype).removeprefix("torch."), "reads": reads, "metadata": metadata}
+    cfg = {**sae.config, "dtype": str(sae.W_enc.dtype).removeprefix("torch."), "reads": sae.cfg.reads(), "metadata": metadata}
     atomic_write(path / "sae.safetensors", lambda t: save_file(state, t))
     atomic_write_json(path / "config.json", cfg)
     return path

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from .ensemble import Ensemble
 from .io import atomic_write, atomic_write_json, read_json, safe_load_safetensors
-from .sae import SAE, BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE
+from .sae import READS, SAE, BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE
 
 # %% auto #0
 __all__ = ['SAELENS_FORMAT', 'MANIFEST', 'bagging_as_one_sae', 'NotOneSAEWarning', 'to_saelens', 'from_saelens']
@@ -23,7 +23,6 @@ SAELENS_FORMAT = "6.0.0"
 "The SAELens config format `to_saelens` writes (`metadata.sae_lens_version`); SAELens 6 reads it without conversion."
 MANIFEST = "saens_ensemble.json"
 "The file that marks an ensemble exported as a folder of SAELens members."
-_READS = ("model_name", "hook_name", "hook_head_index", "context_size", "prepend_bos")
 
 def _metadata(obj, **given) -> dict:
     "SAELens metadata: each field as given, else as `obj.cfg` (the SAEBench interface) has it, else `None`."
@@ -227,5 +226,5 @@ def from_saelens(path_or_repo, folder: str | None = None, device=None, dtype=Non
     with torch.no_grad():
         for k in ("W_enc", "W_dec", "b_enc", "b_dec"): getattr(sae, k).copy_(w[k])
         if arch == "jumprelu": sae.log_threshold.copy_(w["threshold"].log())
-    sae.describe(**{k: meta.get(k) for k in _READS})
+    sae.describe(**{k: meta.get(k) for k in READS})   # hook_layer: from the hook name
     return sae
