@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from .experiments import Experiment, METHODS, get_cache, run_dir, sub_ensembles, train_methods
+from .experiments import Experiment, METHODS, run_dir, sub_ensembles, train_methods, training_data
 from .metrics import evaluate_models
 from .tables import markdown_table
 from .toy import summarize
@@ -63,8 +63,8 @@ def run_ablation(exp: Experiment, base: str = "saens", only=None, methods=METHOD
     for name, e in ablation_variants(exp, base):
         if e is None or (only is not None and name not in only and not name.endswith("(base)")): continue
         t0 = time.time()
-        cache = get_cache(e, progress=progress)
-        models = sub_ensembles(train_methods(e, cache.train.tensor(), methods, progress=progress, log=lambda s: None), e.J, (1,))
+        cache, data = training_data(e, progress=progress)
+        models = sub_ensembles(train_methods(e, data, methods, progress=progress, log=lambda s: None), e.J, (1,))
         recs = evaluate_models(models, cache.eval.tensor())
         for r in recs: r.update(variant=name, base=base)
         records += recs

@@ -163,6 +163,7 @@ class CacheConfig:
     shard_tokens: int = 65_536
     batch_contexts: int = 16
     keep_bos: bool = False          # keep position 0 (the `authors` recipe); by default it is dropped
+    store_train: bool = True        # False: store only the held-out split (training streams it, chapter 7b)
 
     def __post_init__(self):
         if self.dtype not in _DTYPES: raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {self.dtype!r}")
@@ -176,9 +177,10 @@ class CacheConfig:
     def rows_per_ctx(self) -> int: return self.ctx_len if self.keep_bos else self.ctx_len - 1
 
     def identity(self) -> dict:
-        "The fields that decide the contents and layout of the cache (`keep_bos` only when set, so older caches keep their names)."
+        "The fields that decide the contents and layout of the cache (`keep_bos`, `store_train` only when not default, so older caches keep their names)."
         d = asdict(self)
-        if not d["keep_bos"]: d.pop("keep_bos")
+        for k in ("keep_bos", "store_train"):
+            if d[k] == CacheConfig.__dataclass_fields__[k].default: d.pop(k)
         return d
 
 def _read_json(p: Path, what: str) -> dict:
@@ -257,7 +259,8 @@ def cache_activations(lm, out_dir, cfg: CacheConfig, on_shard: Callable[[str, in
     for tmp in root.glob(".*.tmp"): tmp.unlink()            # debris of a run killed mid-write
     store = _DTYPES[cfg.dtype]
     rows_per_ctx, B = cfg.rows_per_ctx, cfg.batch_contexts
-    want = {"train": math.ceil(cfg.n_train_tokens / rows_per_ctx), "eval": math.ceil(cfg.n_eval_tokens / rows_per_ctx)}
+    want = {"train": math.ceil(cfg.n_train_tokens / rows_per_ctx) if cfg.store_train else 0,
+            "eval": math.ceil(cfg.n_eval_tokens / rows_per_ctx)}
     per_shard = max(1, round(cfg.shard_tokens / rows_per_ctx / B)) * B   # contexts per shard, a multiple of the batch
     seen = {"train": 0, "eval": 0}                          # contexts of each split met so far in the replay
     pending = {"train": [], "eval": []}                     # contexts waiting for a forward pass

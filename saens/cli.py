@@ -29,6 +29,7 @@ def _exp(args):
     exp = load_config(args.config)
     if getattr(args, "device", None): exp.train["device"] = args.device
     if getattr(args, "seeds", None): exp.n_ensembles = args.seeds
+    if getattr(args, "stream", False): exp.stream = True
     return exp
 
 def _cmd_toy(args) -> int:
@@ -65,10 +66,11 @@ def _cmd_cache(args) -> int:
 
 def _cmd_train(args) -> int:
     setup_command(args)
-    from saens.experiments import get_cache, train_methods, run_dir
+    from saens.experiments import check_resources, training_data, train_methods, run_dir
     exp = _exp(args)
-    cache = get_cache(exp)
-    train_methods(exp, cache.train.tensor(), args.methods)
+    if exp.profile == "paper": check_resources(exp)
+    cache, data = training_data(exp)
+    train_methods(exp, data, args.methods)
     print(f"trained models in {run_dir(exp)}")
     return 0
 
@@ -157,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="which methods to train (default: all three)")
         s.add_argument("--seeds", type=int, default=None, help="independently trained copies per method (default: the config's)")
         s.add_argument("--device", default=None, help="train on this torch device, e.g. cuda (default: cpu, or the config's)")
+        s.add_argument("--stream", action="store_true", help="run the model while training instead of caching the training "
+                       "activations (chapter 7b; the paper profiles stream already); only the held-out tokens are cached")
 
     q = sub.add_parser("quickstart", help="the main job: embedded model, expanded vs bagging vs boosting, Table 1 (<20 min on 2 CPUs)",
                        description="Cache activations of the embedded SmolLM2-135M at blocks.9.hook_resid_post on the embedded "

@@ -274,12 +274,19 @@ def _cmd_train(args) -> int:
     exp = load_config(args.config)
     if args.device: exp.train["device"] = args.device   # as `saens train --device`: the same run folder
     if args.seeds: exp.n_ensembles = args.seeds
-    d = cache_dir(exp)
-    cache = ActivationCache(d) if (d / "manifest.json").exists() else None
-    if cache is None or not cache.complete:
-        raise FileNotFoundError(f"no complete activation cache at {d}: run `saens cache {args.config}` (one process, same "
-                                f"--profile and --home) first, on a filesystem that every node can read")
-    data = CacheRows(cache.train)
+    if args.stream: exp.stream = True
+    if exp.stream:   # every process runs the model on its own share of the contexts (chapter 7b)
+        from saens.models import load_model
+        from saens.stream import ActivationStream
+        data = ActivationStream(load_model(exp.model, device=local_device()), exp.cache_config(),
+                                exp.train_config().batch_size, exp.buffer_tokens)
+    else:
+        d = cache_dir(exp)
+        cache = ActivationCache(d) if (d / "manifest.json").exists() else None
+        if cache is None or not cache.complete:
+            raise FileNotFoundError(f"no complete activation cache at {d}: run `saens cache {args.config}` (one process, same "
+                                    f"--profile and --home) first, on a filesystem that every node can read")
+        data = CacheRows(cache.train)
     log = print if is_main() else (lambda *a: None)
     log(f"{exp.name} ({exp.profile}): {data} on {dist.get_world_size() if dist.is_initialized() else 1} process(es), "
         f"device {local_device()}")
@@ -313,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m saens.distributed", description="Train saens SAEs over the processes "
                                 "torchrun starts: bagging split by members, the expanded SAE and boosting data-parallel.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    t = sub.add_parser("train", help="`saens train CONFIG` over the launched processes (the activation cache must exist)")
+    t = sub.add_parser("train", help="`saens train CONFIG` over the launched processes (the activation cache must exist, unless it streams)")
     t.add_argument("config", help="a shipped setting (gelu-1l, pythia-160m, gemma-2-2b, quickstart) or a YAML file")
     t.add_argument("--profile", choices=("ci", "laptop", "paper"), default=None, help="size (default: $SAENS_PROFILE, else laptop)")
     t.add_argument("--home", default=None, help="where activations and runs are (default: $SAENS_HOME, else ~/.cache/saens)")
@@ -324,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="where trained models go (default: the run folder `saens eval` reads)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("--stream", action="store_true", help="stream the training activations (chapter 7b): each process runs the "
+                   "model on its own share of the contexts, and no cache is needed")
     t.set_defaults(func=_cmd_train)
     c = sub.add_parser("check", help="train small SAEs over the launched processes and compare with one process")
     c.add_argument("out", nargs="?", default=None, help="folder for distributed.pt and check.json (optional)")

@@ -18,8 +18,8 @@ from .sae import SAE, Described, SAEConfig, load_sae, make_sae, save_sae
 from .train import BatchSource, SingleProcess, TrainConfig, train_sae
 
 # %% auto #0
-__all__ = ['Ensemble', 'save_ensemble', 'load_ensemble', 'data_width', 'member_checkpoints', 'train_bagging', 'train_boosting',
-           'train_expanded']
+__all__ = ['Ensemble', 'save_ensemble', 'load_ensemble', 'data_width', 'member_checkpoints', 'train_bagging', 'available_bytes',
+           'train_boosting', 'train_expanded']
 
 # %% ../nbs/03_ensemble.ipynb #a71e384c
 _SAE_API = ("encode", "decode", "W_dec", "b_dec", "d_in", "d_sae")
@@ -193,7 +193,7 @@ def _next_residual(member, r, chunk: int = 16384, device=None, dtype=None) -> Te
         out[s:s + chunk] = (x - member(x)).to(out.device, out.dtype)
     return out
 
-def _available_bytes(device) -> int | None:
+def available_bytes(device) -> int | None:
     "Free memory where a tensor on `device` would live (MemAvailable for the CPU), or None if unknown."
     device = torch.device(device)
     try:
@@ -213,7 +213,7 @@ def _boost_residuals(data, residuals: str) -> bool:
     if residuals != "auto": return residuals == "materialise"
     if not holdable: return False
     need = data.shape[0] * data.shape[1] * (2 if _residual_dtype(data).itemsize == 2 else 4)
-    free = _available_bytes(data.device if isinstance(data, Tensor) else "cpu")
+    free = available_bytes(data.device if isinstance(data, Tensor) else "cpu")
     return free is None or need <= free // 2      # leave room: the trainer and the next stage's copy need memory too
 
 def train_boosting(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, J: int = 8, seed: int = 0,

@@ -27,10 +27,10 @@ from .train import RECIPE_DATA, RECIPES, TrainConfig, current_profile
 
 # %% auto #0
 __all__ = ['CONFIG_DIR', 'METHODS', 'METHOD_IO', 'TABLE_METRICS', 'RESULT_FILES', 'RESULTS_DIR', 'config_names', 'Experiment',
-           'load_config', 'cache_dir', 'run_dir', 'get_cache', 'method_seed', 'train_methods', 'sub_ensembles',
-           'report_table', 'plot_table1', 'plot_training_curves', 'plot_sweep', 'run_experiment', 'record_results',
-           'write_run_json', 'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep', 'record_sweep', 'recorded',
-           'show_recorded']
+           'load_config', 'cache_dir', 'run_dir', 'get_cache', 'training_data', 'ResourceError', 'resource_estimate',
+           'check_resources', 'method_seed', 'train_methods', 'sub_ensembles', 'report_table', 'plot_table1',
+           'plot_training_curves', 'plot_sweep', 'run_experiment', 'record_results', 'write_run_json',
+           'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep', 'record_sweep', 'recorded', 'show_recorded']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
@@ -68,6 +68,9 @@ class Experiment:
     expanded_J: tuple = (8,)          # widths of expanded SAEs to train (the sweep wants 1, 2, 4, 8)
     description: str = ""
     keep_bos: bool = False            # cache position 0 too (the `authors` recipe's data side, chapter 2)
+    stream: bool = False              # train from the model on the fly (chapter 7b); only the held-out split is cached
+    buffer_tokens: int = 262_144      # rows of the stream's shuffle buffer (one fill)
+    d_in: int | None = None           # the hook's width (the SAE's d_in), for the resource estimate
 
     @property
     def recipe(self) -> str: return self.train.get("recipe", "saens")
@@ -78,10 +81,12 @@ class Experiment:
     def cache_config(self) -> CacheConfig:
         return CacheConfig(model=self.model, hook=self.hook, corpus=self.corpus, ctx_len=self.ctx_len,
                            n_train_tokens=self.n_train_tokens, n_eval_tokens=self.n_eval_tokens, dtype=self.cache_dtype,
-                           keep_bos=self.keep_bos)
+                           keep_bos=self.keep_bos, store_train=not self.stream)
 
     def fingerprint(self) -> str:
         d = asdict(self); d.pop("description"); d.pop("n_ensembles"); d.pop("expanded_J")
+        d.pop("d_in")                    # a property of the model, not a choice
+        if not self.stream: d.pop("stream"); d.pop("buffer_tokens")   # cached runs keep the folders they had
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 def load_config(name_or_path: str, profile: str | None = None) -> Experiment:
@@ -110,7 +115,8 @@ def load_config(name_or_path: str, profile: str | None = None) -> Experiment:
                       cache_dtype=c.get("cache_dtype", "float16"), arch=arch, d_sae=d_sae, sae_kwargs=sae,
                       train=dict(c.get("train", {})), J=int(ens.get("J", 8)), n_ensembles=int(ens.get("n_ensembles", 2)),
                       expanded_J=tuple(ens.get("expanded_J", [8])), description=c.get("description", ""),
-                      keep_bos=bool(c.get("keep_bos", RECIPE_DATA[recipe]["keep_bos"])))
+                      keep_bos=bool(c.get("keep_bos", RECIPE_DATA[recipe]["keep_bos"])),
+                      stream=bool(c.get("stream", False)), buffer_tokens=int(c.get("buffer_tokens", 262_144)), d_in=int(d_in))
     exp.train_config()                   # every train setting is checked now, not hours into a run
     return exp
 
@@ -124,7 +130,7 @@ def run_dir(exp: Experiment) -> Path:
     return saens_home() / "runs" / f"{exp.name}-{exp.profile}-{exp.fingerprint()}"
 
 def get_cache(exp: Experiment, lm=None, progress: bool = True) -> ActivationCache:
-    "The activation cache of `exp`: reused if complete, else computed (loading the model) or resumed."
+    "The activation cache of `exp` (with `exp.stream`, its held-out split only): reused if complete, else computed or resumed."
     d = cache_dir(exp)
     if (d / "manifest.json").exists():
         c = ActivationCache(d)
@@ -133,6 +139,74 @@ def get_cache(exp: Experiment, lm=None, progress: bool = True) -> ActivationCach
         from saens.models import load_model
         lm = load_model(exp.model)
     return cache_activations(lm, d, exp.cache_config(), progress=progress)
+
+def training_data(exp: Experiment, lm=None, progress: bool = True) -> tuple[ActivationCache, object]:
+    """The held-out cache of `exp` and what it trains on: the cached training rows, or (`exp.stream`) an
+    `ActivationStream` of the same rows (chapter 7b), which loads the model if `lm` is not given."""
+    if exp.stream and lm is None:
+        from saens.models import load_model
+        lm = load_model(exp.model)
+    cache = get_cache(exp, lm=lm, progress=progress)
+    if not exp.stream: return cache, cache.train.tensor()     # storage dtype; train_sae casts each batch to fp32
+    from saens.stream import ActivationStream
+    return cache, ActivationStream(lm, exp.cache_config(), exp.train_config().batch_size, exp.buffer_tokens,
+                                   device=exp.train.get("device"))
+
+# %% ../nbs/08_experiments.ipynb #6395d9fe
+class ResourceError(RuntimeError):
+    "A job that would not fit in the memory or on the disk it has; the message says what it needs and what to change."
+
+def _n_params(arch: str, d_in: int, d_sae: int) -> int:
+    return 2 * d_in * d_sae + d_sae + d_in + (d_sae if arch == "jumprelu" else 0)   # W_enc, W_dec, b_enc, b_dec (+ threshold)
+
+def resource_estimate(exp: Experiment, lm=None) -> dict:
+    "Bytes `exp` needs: `{'device': {item: bytes}, 'disk': {item: bytes}}` (see above); `lm` adds the model's own size."
+    d, m, J, B = exp.d_in, exp.d_sae, exp.J, exp.train_config().batch_size
+    store = {"float16": 2, "bfloat16": 2, "float32": 4}[exp.cache_dtype]
+    P_wide, P_member = _n_params(exp.arch, d, J * m), _n_params(exp.arch, d, m)
+    P_stack = J * P_member
+    device = {"SAE weights, gradients, Adam moments": 16 * max(P_wide, P_stack),
+              "one batch: pre-activations, codes, gradients": 16 * B * J * m}
+    if exp.stream:
+        device["shuffle buffer"] = exp.buffer_tokens * d * store
+        if lm is not None:
+            tc = lm.model.config.get_text_config()
+            device["language model"] = sum(p.numel() * p.element_size() for p in lm.model.parameters())
+            device["one forward batch of the model"] = 16 * exp.ctx_len * 4 * (24 * lm.d_model + getattr(tc, "num_attention_heads", 16) * exp.ctx_len)
+    done = (cache_dir(exp) / "manifest.json").exists() and ActivationCache(cache_dir(exp)).complete
+    per_seed = P_wide * len(exp.expanded_J) + P_stack + P_stack   # expanded, bagging, boosting's J members
+    disk = {"held-out cache": 0 if done else exp.n_eval_tokens * d * store,
+            "training cache": 0 if done or exp.stream else exp.n_train_tokens * d * store,
+            "checkpoints (weights + Adam moments)": exp.n_ensembles * (12 * per_seed + 4 * P_stack),
+            "saved models": exp.n_ensembles * 4 * per_seed}
+    return dict(device=device, disk=disk)
+
+def _free_disk(path: Path) -> int:
+    import shutil
+    while not path.exists(): path = path.parent
+    return shutil.disk_usage(path).free
+
+def check_resources(exp: Experiment, lm=None, log=print, available: dict | None = None) -> dict:
+    """Print `resource_estimate(exp)` against the free memory of the training device and the free disk under
+    `saens_home()`; raise `ResourceError` if either does not fit. `available` overrides what is measured (for tests)."""
+    from saens.ensemble import available_bytes
+    est = resource_estimate(exp, lm)
+    dev = exp.train.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    have = {**dict(device=available_bytes(dev), disk=_free_disk(saens_home())), **(available or {})}
+    G = lambda b: f"{b / 2**30:,.1f} GiB" if b is not None else "unknown"
+    rows = [[kind, item, G(b)] for kind in ("device", "disk") for item, b in est[kind].items()]
+    need = {k: sum(v.values()) for k, v in est.items()}
+    rows += [[k, f"**total** (free: {G(have[k])})", f"**{G(need[k])}**"] for k in ("device", "disk")]
+    log(f"{exp.name} at profile {exp.profile!r}, training on {dev}{', streamed' if exp.stream else ''}: what it needs\n\n"
+        + markdown_table(["where", "what", "size"], rows))
+    if have["device"] is not None and need["device"] > have["device"]:
+        raise ResourceError(f"{exp.name} ({exp.profile}) needs about {G(need['device'])} of {dev} memory, {G(have['device'])} are free. "
+                            "Lower batch_size (or buffer_tokens when streaming), or train on a device with more memory.")
+    if need["disk"] > have["disk"]:
+        raise ResourceError(f"{exp.name} ({exp.profile}) needs about {G(need['disk'])} of disk under {saens_home()}, "
+                            f"{G(have['disk'])} are free. " + ("" if exp.stream else "Stream the training activations instead of "
+                            "caching them (--stream, or `stream: true`), or ") + "point --home (SAENS_HOME) at a larger disk.")
+    return est
 
 # %% ../nbs/08_experiments.ipynb #d02a353a
 def method_seed(method: str, s: int) -> int:  # the base seed of ensemble s of a method: disjoint across methods and members
@@ -236,10 +310,10 @@ def run_experiment(exp: Experiment, lm=None, methods=METHODS, sweep: bool = Fals
                    log=print) -> list[dict]:
     "Cache, train, evaluate; results (records.json, table1.md, figures) in `run_dir(exp)`."
     t0 = time.time()
-    cache = get_cache(exp, lm=lm, progress=progress)
-    log(f"{cache}  [{time.time() - t0:.0f} s]")
-    X = cache.train.tensor()                              # storage dtype; train_sae casts each batch to fp32
-    models = train_methods(exp, X, methods, progress=progress, log=log)
+    if exp.profile == "paper": check_resources(exp, log=log)
+    cache, data = training_data(exp, lm=lm, progress=progress)
+    log(f"{cache}{f', training from {data}' if exp.stream else ''}  [{time.time() - t0:.0f} s]")
+    models = train_methods(exp, data, methods, progress=progress, log=log)
     models = sub_ensembles(models, exp.J, None if sweep else (1,))   # J=1 is the single SAE of Table 1
     records = evaluate_models(models, cache.eval.tensor())
     out = run_dir(exp)
@@ -291,13 +365,13 @@ def coefficient_sweep(exp: Experiment, name: str, values, n_tokens: int | None =
     sae_fields = set(inspect.signature(SAE_CLASSES[exp.arch]).parameters) - {"d_in", "d_sae", "kw"}
     if name not in sae_fields and name not in train_fields:
         raise ValueError(f"{exp.name}: {name!r} is neither a setting of its {exp.arch} SAEs ({sorted(sae_fields)}) nor a training setting")
-    cache = get_cache(exp, lm=lm, progress=progress)
-    X, Xe, out = cache.train.tensor(), cache.eval.tensor().float(), []
+    cache, X = training_data(exp, lm=lm, progress=progress)
+    Xe, out = cache.eval.tensor().float(), []
     for v in values:
         t0 = time.time()
         on_train = name not in sae_fields
         cfg = exp.train_config(n_tokens=n_tokens or exp.train["n_tokens"], progress=progress, **({name: v} if on_train else {}))
-        sae = train_sae(make_sae(exp.arch, X.shape[1], exp.d_sae, seed=0, **{**exp.sae_kwargs, **({} if on_train else {name: v})}), X, cfg)
+        sae = train_sae(make_sae(exp.arch, cache.meta["d_model"], exp.d_sae, seed=0, **{**exp.sae_kwargs, **({} if on_train else {name: v})}), X, cfg)
         r = dict(name=name, value=v, n_tokens=cfg.n_tokens, seconds=time.time() - t0, **evaluate(sae, Xe),
                  curve=[(h["step"] * cfg.batch_size, h["ev"]) for h in sae.history])
         log(f"{name}={v}: EV {r['ev']:.3f}, L0 {r['l0']:.1f}, never fires {r.get('dead_frac', float('nan')):.3f}  [{r['seconds']:.0f} s]")

@@ -139,6 +139,7 @@ def sparsity_scale_at(cfg: TrainConfig, step: int) -> float:
 class BatchSource:
     "Deterministic batches: `source(step)` is a function of `(seed, step)` only."
     def __init__(self, data, batch_size: int, seed: int = 0):
+        if hasattr(data, "with_seed"): data = data.with_seed(seed)   # a stream (chapter 7b) shuffles with this seed
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.is_fn = callable(data) and not isinstance(data, (Tensor, np.ndarray))
         if not self.is_fn:
@@ -165,7 +166,9 @@ class BatchSource:
             if len(t) % world_size: raise ValueError(f"step {step}: a batch of {len(t)} rows cannot be split equally over {world_size} processes")
             m = len(t) // world_size
             return t[rank * m:(rank + 1) * m]
-        if self.is_fn: return part(torch.as_tensor(self.data(step)))
+        if self.is_fn:   # a stream that splits by rank reads only this process's share (chapter 7b)
+            if getattr(self.data, "splits_by_rank", False): return torch.as_tensor(self.data(step, rank, world_size))
+            return part(torch.as_tensor(self.data(step)))
         per_epoch = self.n // self.batch_size
         epoch, i = divmod(step, per_epoch)
         idx = self._perm_for(epoch)[i * self.batch_size:(i + 1) * self.batch_size]
@@ -286,6 +289,9 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
     if cfg.batch_size % comm.world_size:
         raise ValueError(f"batch_size={cfg.batch_size} cannot be split equally over {comm.world_size} processes: "
                          f"choose a multiple of {comm.world_size}, or launch a number of processes that divides it")
+    if getattr(data, "batch_size", cfg.batch_size) != cfg.batch_size:
+        raise ValueError(f"the data stream yields batches of {data.batch_size} rows, but batch_size={cfg.batch_size}: build it with the same batch size")
+    data_id = getattr(data, "identity", None)   # a stream says what it reads; a resumed run must read the same
     device = torch.device(cfg.device) if cfg.device else sae.W_enc.device
     sae.to(device).train()
     src = _batches(data, cfg, sae)
@@ -306,6 +312,10 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
         diff = {k: (saved(k), getattr(cfg, k)) for k in _TRAJECTORY_FIELDS
                 if (tuple(saved(k)) if k == "betas" else saved(k)) != getattr(cfg, k)}
         if diff: raise ValueError(f"checkpoint {ckpt} was written with different settings (saved, now): {diff}")
+        if st.get("data") is not None and data_id is not None and st["data"] != data_id:
+            diff = {k: (st["data"].get(k), v) for k, v in data_id.items() if st["data"].get(k) != v}
+            raise ValueError(f"checkpoint {ckpt} was trained on other data (saved, now): {diff}. Resume with the same "
+                             "stream, or use another checkpoint_dir; the checkpoint is left as it is")
         sae.load_state_dict(st["sae"]); opt.load_state_dict(st["optimizer"])
         scale, start, history = st["scale"], st["step"], st["history"]
         since_fired.copy_(st["since_fired"])
@@ -318,7 +328,7 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
         if ckpt is None or not comm.is_main: return
         _save_checkpoint(ckpt, dict(sae=sae.state_dict(), optimizer=opt.state_dict(), sae_config=sae.config,
                                     train_config=asdict(cfg), scale=scale, step=step, history=history,
-                                    since_fired=since_fired))
+                                    since_fired=since_fired, data=data_id))
 
     def batch(source, step):
         x = source(step, comm.rank, comm.world_size).to(device=device, dtype=torch.float32)

@@ -91,3 +91,18 @@ def test_train_help_lists_the_training_fields(capsys):
     for f in fields(TrainConfig):
         assert f"  {f.name} " in (storage if f.name in STORAGE_FIELDS else hyper), f.name
     assert "Adam's learning rate" in hyper and "where to write checkpoint.pt" in storage
+
+
+def test_streamed_training_stores_only_the_held_out_tokens(tmp_path, capsys):
+    "`saens train quickstart --profile ci --stream` trains every method from nothing; the only activations on disk are held out."
+    rc = main(["train", "quickstart", "--profile", "ci", "--stream", "--home", str(tmp_path), "--threads", "2"])
+    assert rc == 0, capsys.readouterr().err
+    shards = sorted(p.name for p in (tmp_path / "activations").rglob("*.safetensors"))
+    assert shards and all(s.startswith("eval-") for s in shards), shards
+    (run,) = (tmp_path / "runs").iterdir()
+    for method in ("expanded-J4", "bagging-J4", "boosting-J4"):
+        for seed in (0, 1):
+            assert (run / f"{method}-seed{seed}").is_dir(), f"{method}-seed{seed} was not trained"
+    ckpt = next((run / "checkpoints").rglob("checkpoint.pt"))
+    import torch
+    assert torch.load(ckpt, weights_only=False)["data"]["kind"] == "stream"   # the checkpoint says what it streamed
