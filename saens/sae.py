@@ -340,7 +340,8 @@ class _SparseDecode(torch.autograd.Function):
     def forward(ctx, vals, idx, W):
         k, d, m = idx.shape[-1], W.shape[-1], W.shape[-2]
         fidx = _flat_features(idx, m, W.ndim == 3).view(-1, k)
-        out = F.embedding_bag(fidx, W.reshape(-1, d), mode="sum", per_sample_weights=vals.reshape(-1, k))
+        # in W's dtype: under bf16 autocast the codes arrive in bf16 while the weights stay fp32
+        out = F.embedding_bag(fidx, W.reshape(-1, d), mode="sum", per_sample_weights=vals.reshape(-1, k).to(W.dtype))
         ctx.save_for_backward(vals, fidx, W)
         return out.view(*idx.shape[:-1], d)
 
@@ -351,9 +352,9 @@ class _SparseDecode(torch.autograd.Function):
         g2, gv, gW = g.reshape(-1, d), None, None
         if ctx.needs_input_grad[0]:   # <g_t, f_i> for the K features of each token: the same gather, differentiated
             with torch.enable_grad():
-                v = vals.detach().reshape(-1, k).requires_grad_()
+                v = vals.detach().reshape(-1, k).to(W.dtype).requires_grad_()
                 out = F.embedding_bag(fidx, W.detach().reshape(-1, d), mode="sum", per_sample_weights=v)
-                gv = torch.autograd.grad(out, v, g2)[0].view(vals.shape)
+                gv = torch.autograd.grad(out, v, g2.to(out.dtype))[0].view(vals.shape).to(vals.dtype)
         if ctx.needs_input_grad[2]:
             rows = torch.arange(fidx.numel(), device=g.device) // k
             gW = _by_feature(fidx.reshape(-1), vals.reshape(-1), g2, rows, W.numel() // d).view(W.shape)
