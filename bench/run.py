@@ -92,15 +92,16 @@ def get_acts(d: int, n: int, seed: int = 0):
     return out, f"synthetic: chapter 5's toy model, {4 * d} unit features in R^{d}, 16 active per row on average"
 
 
-def train_timed(sae, data, steps, B, warm, transform=None, device="cpu"):
-    "Train with saens's trainer for `steps` steps; seconds per step after `warm` steps, and the call's wall time."
+def train_timed(sae, data, steps, B, warm, transform=None, device="cpu", comm=None):
+    """Train with saens's trainer for `steps` steps; seconds per step after `warm` steps, and the call's wall time.
+    `comm`: `train_sae`'s cross-process operations (bench/gpu_check.py passes one that runs the loss under autocast)."""
     from saens.train import TrainConfig, train_sae
     stamps = []
     cfg = TrainConfig(n_tokens=steps * B, batch_size=B, progress=False, n_init_samples=min(B, 4096), log_every=10**9,
                       device=device)
     def on_step(step, info): sync(device); stamps.append(time.perf_counter())
     t0 = time.perf_counter()
-    train_sae(sae, data, cfg, transform=transform, on_step=on_step)
+    train_sae(sae, data, cfg, transform=transform, on_step=on_step, comm=comm)
     wall = time.perf_counter() - t0
     per_step = (stamps[-1] - stamps[warm - 1]) / (len(stamps) - warm) if len(stamps) > warm else float("nan")
     return per_step, wall
