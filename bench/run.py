@@ -13,6 +13,7 @@ absolute times only mean something on a quiet machine (or a GPU). See BENCHMARKS
 4 boosting: wall time of stage j = 1..J for the per-step residual (ours as is; the official scheme) and the fix
 5 activation caching: forward stopped at the hook layer vs a full Hugging Face forward with all hidden states
 6 connectivity (m = 8 x 16384) and stability (4 ensembles of 8 x 16384 x 768): time and peak memory, fresh process each
+7 streamed vs cached training of one TopK SAE on SmolLM2-135M's activations (tokens/s), and the model's own tokens/s
 """
 from __future__ import annotations
 
@@ -31,13 +32,15 @@ SIZES = {
                boost_J=8, boost_m=1152, boost_steps=4,                             # 4
                lm_batch=4, lm_ctx=128, lm_layer=9,                                 # 5
                conn_members=8, conn_m=16384, conn_k=32, conn_tokens=2048, conn_batch=256,         # 6
-               stab_M=4, stab_members=8, stab_m=2048, stab_d=768, stab_full_m=16384, stab_rows=2048),
+               stab_M=4, stab_members=8, stab_m=2048, stab_d=768, stab_full_m=16384, stab_rows=2048,
+               stream_steps=6, stream_buffer=16384),                               # 7
     "paper": dict(d=768, m=16128, k=128, B=4096, steps=20, warm=3, reps=3,
                   bag_J=8, bag_m=16128, bag_steps=10,
                   boost_J=8, boost_m=16128, boost_steps=20,
                   lm_batch=8, lm_ctx=1024, lm_layer=9,
                   conn_members=8, conn_m=16384, conn_k=128, conn_tokens=65536, conn_batch=1024,
-                  stab_M=4, stab_members=8, stab_m=16384, stab_d=768, stab_full_m=16384, stab_rows=None),
+                  stab_M=4, stab_members=8, stab_m=16384, stab_d=768, stab_full_m=16384, stab_rows=None,
+                  stream_steps=40, stream_buffer=65536),
 }
 
 
@@ -440,6 +443,44 @@ def bench6(S, device, res, args):
         log("    " + json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in o.items()})[:600])
 
 
+# ------------------------------------------------------------------------------------------------ 7: streaming
+def bench7(S, device, res, args):
+    """Training one TopK SAE from the cache (rows already on disk) against from a fresh `ActivationStream` (the model
+    runs inside the training run), same rows, same steps; plus the model's own tokens/s, so a reader sees the bound."""
+    import shutil, torch
+    from saens.activations import CacheConfig, cache_activations
+    from saens.models import load_model
+    from saens.sae import make_sae
+    from saens.stream import ActivationStream
+    lm = load_model(device=device)
+    B, steps = S["B"], S["stream_steps"]
+    cfg = CacheConfig(model=lm.name, hook=f"blocks.{S['lm_layer']}.hook_resid_post", ctx_len=S["lm_ctx"],
+                      n_train_tokens=B * (steps + 2), n_eval_tokens=1024, dtype="bfloat16" if device == "cuda" else "float16")
+    # the epoch holds more rows than the run reads: a second epoch would run the model again (a stream stores nothing)
+    where = WORK / "bench7-cache"; shutil.rmtree(where, ignore_errors=True)
+    t = time.perf_counter(); cache = cache_activations(lm, where, cfg, progress=False); cache_s = time.perf_counter() - t
+    X = cache.train.tensor().to(device)
+    r = res["7_streaming"] = dict(model=lm.name, model_dtype=str(lm.dtype), hook=cfg.hook, arch="topk", d=lm.d_model,
+                                  m=S["m"], k=S["k"], batch=B, steps=steps, buffer_tokens=S["stream_buffer"],
+                                  cache_build_tokens_per_s=(cache.train.n + cache.eval.n) / cache_s)
+    streams = []
+    def train(data):
+        sae = make_sae("topk", lm.d_model, S["m"], k=S["k"], seed=0).to(device)
+        t = time.perf_counter(); train_timed(sae, data, steps, B, 1, device=device); sync(device)
+        return dict(value=B * steps / (time.perf_counter() - t))
+    def streamed():
+        streams.append(ActivationStream(lm, cfg, B, S["stream_buffer"])); return train(streams[-1])
+    train(X); streamed()   # warm-up
+    runs = interleave({"cached": lambda: train(X), "streamed": streamed}, S["reps"])
+    r["tokens_per_s"] = {k: med(v) for k, v in runs.items()}
+    r["ratio_streamed_over_cached"] = r["tokens_per_s"]["streamed"] / r["tokens_per_s"]["cached"]
+    r["model_tokens_per_s"] = median([s.model_tokens_per_second() for s in streams])
+    r["bound"] = "model" if r["model_tokens_per_s"] < r["tokens_per_s"]["cached"] else "SAE"
+    shutil.rmtree(where, ignore_errors=True)
+    log(f"  tokens/s {({k: round(v) for k, v in r['tokens_per_s'].items()})}: streamed/cached {r['ratio_streamed_over_cached']:.2f}x; "
+        f"model alone {r['model_tokens_per_s']:,.0f} tokens/s, SAE alone {r['tokens_per_s']['cached']:,.0f}: bound by the {r['bound']}")
+
+
 # ------------------------------------------------------------------------------------------------ summary
 def summary(res) -> str:
     "The headline numbers of a results file as a Markdown table (what BENCHMARKS.md quotes)."
@@ -475,6 +516,11 @@ def summary(res) -> str:
         secs = f"{o['seconds']:.1f} s" if not o.get("extrapolated_full_seconds") else \
             f"{o['extrapolated_full_seconds']:.0f} s (extrapolated from {o['rows_timed']} rows)"
         rows.append((what, secs, f"peak RSS {o['peak_rss_gib']:.2f} GiB" + (f", GPU {o['peak_gpu_gib']:.2f} GiB" if o.get("peak_gpu_gib") else ""), "time, memory"))
+    r7 = g("7_streaming")
+    if r7 and "tokens_per_s" in r7:
+        t = r7["tokens_per_s"]
+        rows.append((f"7 TopK training streamed vs cached, {r7['m']:,} features (tokens/s)", f"{t['streamed']:,.0f} vs {t['cached']:,.0f}",
+                     f"{r7['ratio_streamed_over_cached']:.2f}x; model alone {r7['model_tokens_per_s']:,.0f} tokens/s: {r7['bound']}-bound", "ratio"))
     head = "| benchmark | measured | result | target |\n|---|---|---|---|\n"
     return head + "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows)
 
@@ -489,7 +535,7 @@ def _get(d, ks):
 # ------------------------------------------------------------------------------------------------ main
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated benchmark numbers")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated benchmark numbers")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--size", default="ci", choices=list(SIZES))
     ap.add_argument("--out", default=None, help="JSON file (default bench/results-<device>-<size>.json)")
@@ -521,7 +567,7 @@ def main():
                cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), device=args.device, size=args.size,
                malloc_tuning=args.malloc, load_avg_start=os.getloadavg(),
                gpu=torch.cuda.get_device_name() if args.device == "cuda" else None, sizes=S)
-    benches = {1: bench1, 2: bench2, 3: bench3, 4: bench4, 5: bench5, 6: bench6}
+    benches = {1: bench1, 2: bench2, 3: bench3, 4: bench4, 5: bench5, 6: bench6, 7: bench7}
     t_all = time.perf_counter()
     for i in [int(s) for s in args.only.split(",") if s.strip()]:
         log(f"== benchmark {i}: {benches[i].__name__}")

@@ -37,14 +37,15 @@ def test_subcommand_help_explains_options(cmd, capsys):
     assert "--home" in out and (cmd == "quickstart" or ("--profile" in out and "config" in out))
 
 
-def test_unknown_model_offline_is_one_clear_line(tmp_path, capsys):
+@pytest.mark.parametrize("cmd", [["cache"], ["train", "--stream"]])
+def test_unknown_model_offline_is_one_clear_line(cmd, tmp_path, capsys):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("name: bad\nmodel: no-such-org/no-such-model\nhook: blocks.0.hook_resid_post\ncorpus: default\n"
                    "ctx_len: 16\nn_train_tokens: 100\nn_eval_tokens: 10\nsae: {arch: topk, d_in: 8, expansion: 1, k: 2}\n"
                    "train: {n_tokens: 100, batch_size: 10}\n")
     from saens.models import hub_offline
     with hub_offline():
-        rc = main(["cache", str(cfg), "--profile", "paper", "--home", str(tmp_path / "home")])
+        rc = main([cmd[0], str(cfg), *cmd[1:], "--profile", "paper", "--home", str(tmp_path / "home")])
     err = capsys.readouterr().err
     assert rc == 1 and "no-such-org/no-such-model" in err and "DEFAULT_MODEL" in err and "Traceback" not in err
 
