@@ -28,9 +28,10 @@ from .train import RECIPE_DATA, RECIPES, TrainConfig, current_profile
 # %% auto #0
 __all__ = ['CONFIG_DIR', 'METHODS', 'METHOD_IO', 'TABLE_METRICS', 'RESULT_FILES', 'RESULTS_DIR', 'config_names', 'Experiment',
            'load_config', 'cache_dir', 'run_dir', 'get_cache', 'training_data', 'ResourceError', 'resource_estimate',
-           'check_resources', 'method_seed', 'train_methods', 'sub_ensembles', 'report_table', 'plot_table1',
-           'plot_training_curves', 'plot_sweep', 'run_experiment', 'record_results', 'write_run_json',
-           'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep', 'record_sweep', 'recorded', 'show_recorded']
+           'check_resources', 'method_seed', 'train_methods', 'sub_ensembles', 'paper_claims', 'claims_markdown',
+           'report_table', 'plot_table1', 'plot_training_curves', 'plot_sweep', 'run_experiment', 'record_results',
+           'write_run_json', 'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep', 'record_sweep', 'recorded',
+           'show_recorded']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
@@ -251,6 +252,25 @@ def sub_ensembles(models: dict, J_max: int, sizes=None) -> dict:
     return out
 
 TABLE_METRICS = ("ev", "mse", "l0", "connectivity", "stability", "stability_random", "dead_frac")
+
+def paper_claims(records: list[dict], J: int = 8) -> dict:
+    """The paper's Table 1 claims, each `True` or `False`, from evaluation records: boosting reconstructs better than the
+    expanded SAE, both ensembles are more stable than it, bagging is the most stable, and every stability is above the
+    stability that random directions of the same sizes score (else it means nothing)."""
+    s = {m: summarize(records, m) for m in ("ev", "mse", "stability", "stability_random")}
+    g = lambda metric, method: s[metric][method, J][0]
+    stab = {m: g("stability", m) for m in METHODS}
+    return {"boosting beats expanded on EV": g("ev", "boosting") > g("ev", "expanded"),
+            "boosting beats expanded on MSE": g("mse", "boosting") < g("mse", "expanded"),
+            "bagging more stable than expanded": stab["bagging"] > stab["expanded"],
+            "boosting more stable than expanded": stab["boosting"] > stab["expanded"],
+            "bagging the most stable": stab["bagging"] >= max(stab["expanded"], stab["boosting"]),
+            "every stability above its random floor": all(stab[m] > g("stability_random", m) for m in METHODS)}
+
+def claims_markdown(columns: dict) -> str:
+    "`{column title: paper_claims(...)}` as one Markdown table: a row per claim, yes or no per column."
+    names = list(next(iter(columns.values())))
+    return markdown_table(["claim", *columns], [[n, *("yes" if c[n] else "no" for c in columns.values())] for n in names])
 
 def report_table(records: list[dict], J: int = 8) -> str:
     "Table 1 of a language-model experiment (chapter 5's `table1`): the paper's metrics, mean ± 95% CI over seeds."
