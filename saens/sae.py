@@ -20,7 +20,7 @@ from .io import atomic_write, atomic_write_json, read_json, safe_load_safetensor
 
 # %% auto #0
 __all__ = ['READS', 'SAE_CLASSES', 'LossOutput', 'SAEConfig', 'hook_layer_of', 'set_reads', 'Described', 'SAE', 'register_sae',
-           'ReLUSAE', 'TopKSAE', 'BatchTopKSAE', 'JumpReLUSAE', 'make_sae', 'save_sae', 'load_sae']
+           'ReLUSAE', 'TopKSAE', 'BatchTopKSAE', 'JumpReLUSAE', 'make_sae', 'save_sae', 'dtype_from_name', 'load_sae']
 
 # %% ../nbs/01_sae.ipynb #50438d0a
 class LossOutput:
@@ -558,6 +558,12 @@ def save_sae(sae: SAE, path, **metadata) -> Path:
     atomic_write_json(path / "config.json", cfg)
     return path
 
+def dtype_from_name(name, where: str = "the config") -> torch.dtype:
+    "`torch.float32` from `'float32'` or `'torch.float32'` (`None`: float32); an unknown name is a `ValueError` naming `where`."
+    d = getattr(torch, str(name or "float32").removeprefix("torch."), None)
+    if not isinstance(d, torch.dtype): raise ValueError(f"unknown dtype {name!r} in {where}")
+    return d
+
 def load_sae(path, device=None) -> SAE:
     "Load an SAE saved by `save_sae` (folder with `config.json` and `sae.safetensors`)."
     path = Path(path)
@@ -565,7 +571,7 @@ def load_sae(path, device=None) -> SAE:
     cfg = read_json(path / "config.json")
     cfg.pop("metadata", None)
     reads = cfg.pop("reads", {})
-    dtype = getattr(torch, cfg.pop("dtype", "float32"))
+    dtype = dtype_from_name(cfg.pop("dtype", "float32"), str(path / "config.json"))
     state = safe_load_safetensors(path / "sae.safetensors")
     sae = make_sae(**cfg, dtype=dtype, device=device)
     expected = {k: tuple(v.shape) for k, v in sae.state_dict().items()}

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from .ensemble import Ensemble
 from .io import atomic_write, atomic_write_json, read_json, safe_load_safetensors
-from .sae import READS, SAE, BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE
+from .sae import READS, SAE, BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE, dtype_from_name
 
 # %% auto #0
 __all__ = ['SAELENS_FORMAT', 'MANIFEST', 'bagging_as_one_sae', 'NotOneSAEWarning', 'to_saelens', 'from_saelens']
@@ -154,11 +154,6 @@ def _locate(path_or_repo, folder, **hub) -> Path:
         return _fetch_hub(path_or_repo, folder, **hub)
     raise FileNotFoundError(f"{path_or_repo!r} is neither a local folder nor a Hub repo id (owner/name)")
 
-def _dtype(name) -> torch.dtype:
-    d = getattr(torch, str(name or "float32").removeprefix("torch."), None)
-    if not isinstance(d, torch.dtype): raise ValueError(f"unknown dtype {name!r} in the SAELens config")
-    return d
-
 def _saelens_cfg(path: Path) -> dict:
     "cfg.json in SAELens 6's shape; an older config's top-level metadata and names are moved where SAELens 6 has them."
     cfg = read_json(path / "cfg.json", what="SAELens config")
@@ -214,7 +209,7 @@ def from_saelens(path_or_repo, folder: str | None = None, device=None, dtype=Non
         n = w["W_dec"].double().norm(dim=-1)   # rank z_i |f_i| and decode with unit rows == fold |f_i| into the encoder
         w.update(W_enc=w["W_enc"] * n, b_enc=w["b_enc"] * n, W_dec=w["W_dec"] / n[:, None])
     kw = dict(apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)), device=device,
-              dtype=_dtype(dtype or cfg.get("dtype")))
+              dtype=dtype_from_name(dtype or cfg.get("dtype"), "the SAELens config"))
     if arch == "standard": sae = ReLUSAE(d_in, d_sae, **kw)
     elif arch == "topk":
         if not cfg.get("k"): raise ValueError(f"{path}: a topk SAE needs `k` in its cfg.json")
