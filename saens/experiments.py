@@ -358,17 +358,19 @@ def record_results(exp: Experiment, dest, command: str, seconds: float) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for f in RESULT_FILES:
         if (src / f).exists(): shutil.copy2(src / f, out / f)
-    write_run_json(out, exp, command, seconds)
+    # a run resumed over several commands: `seconds` is the last one's; every model's own training time is in its history.json
+    trained = [json.loads(f.read_text()).get("seconds", 0) for f in sorted(src.glob("*/history.json"))]
+    write_run_json(out, exp, command, seconds, training_seconds=round(sum(trained)), models_trained=len(trained))
     return out
 
-def write_run_json(out: Path, exp: Experiment, command: str, seconds: float):
-    "How a recorded result was made: the command, the commit, the wall time and the machine."
+def write_run_json(out: Path, exp: Experiment, command: str, seconds: float, **extra):
+    "How a recorded result was made: the command, the commit, the wall time (of this command) and the machine, plus `extra`."
     import platform, subprocess
     git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(saens.__file__).parent).stdout.strip()
     try: commit, dirty = git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--", "."))
     except OSError: commit, dirty = "", None
     run = dict(command=command, commit=commit or None, uncommitted_changes=dirty, seconds=round(seconds), torch=torch.__version__,
-               cpus=os.cpu_count(), machine=platform.machine(), profile=exp.profile, recipe=exp.recipe)
+               cpus=os.cpu_count(), machine=platform.machine(), profile=exp.profile, recipe=exp.recipe, **extra)
     (out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
 
 
@@ -445,7 +447,8 @@ def show_recorded(folder, markdown=("table1.md",), figures=("table1.png", "curve
     from IPython.display import Image, Markdown, display
     folder = Path(folder); run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
     head = (f"**{folder.name}**, recorded by `{run.get('command')}` at commit {(run.get('commit') or '?')[:8]}: "
-            f"{run.get('seconds', 0) / 60:.0f} min on {run.get('cpus')} CPUs, recipe {run.get('recipe')}")
+            f"{run.get('seconds', 0) / 60:.0f} min on {run.get('cpus')} CPUs, recipe {run.get('recipe')}"
+            + (f"; training {run['training_seconds'] / 60:.0f} min in all, over every command that resumed it" if run.get("training_seconds") else ""))
     display(Markdown("\n\n".join([head] + [(folder / f).read_text() for f in markdown if (folder / f).exists()] + [extra_markdown])))
     for f in figures:
         if (folder / f).exists(): display(Image(filename=str(folder / f)))

@@ -1,0 +1,17 @@
+"record_results: a run resumed over several commands records every model's own training time, not only the last command's."
+import json
+
+
+def test_record_results_sums_the_training_time_of_every_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAENS_HOME", str(tmp_path / "home"))
+    from saens.experiments import load_config, record_results, run_dir
+    exp = load_config("quickstart", "ci")
+    src = run_dir(exp); src.mkdir(parents=True)
+    (src / "records.json").write_text(json.dumps(dict(records=[])))
+    (src / "table1.md").write_text("| method |\n|---|\n")
+    for name, s in (("expanded-J4-seed0", 30.5), ("bagging-J4-seed0", 12.0), ("boosting-J4-seed0", 7.25)):
+        (src / name).mkdir(); (src / name / "history.json").write_text(json.dumps(dict(batch_size=512, seconds=s, curves=[])))
+    out = record_results(exp, tmp_path / "results", "saens eval quickstart --profile ci", seconds=5.0)
+    run = json.loads((out / "run.json").read_text())
+    assert (run["seconds"], run["training_seconds"], run["models_trained"]) == (5, 50, 3)
+    assert (out / "table1.md").exists() and run["profile"] == "ci"
