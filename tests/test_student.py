@@ -1,0 +1,48 @@
+"The student chapters: every solution becomes a stub, and each chapter runs until its first exercise check, which fails with its own message."
+import json
+import re
+
+import pytest
+
+from saens.checks import NBS_DIR, SOLUTION, CheckFailed, is_solution, write_student_notebooks
+
+
+def _first_exercise(nb: dict) -> str:
+    "The name of the function the first solution cell defines."
+    src = "".join(next(c for c in nb["cells"] if is_solution(c))["source"])
+    return re.search(r"^def (\w+)", src, re.M).group(1)
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    out = tmp_path_factory.mktemp("student")
+    return write_student_notebooks(NBS_DIR, out)
+
+
+def test_every_chapter_with_an_exercise_has_a_student_version_without_solutions(student):
+    with_ex = sorted(p.name for p in NBS_DIR.glob("*.ipynb") if any(is_solution(c) for c in json.loads(p.read_text())["cells"]))
+    assert with_ex and sorted(p.name for p in student) == with_ex
+    for p in student:
+        full, stu = json.loads((NBS_DIR / p.name).read_text()), json.loads(p.read_text())
+        assert len(full["cells"]) == len(stu["cells"])
+        for a, b in zip(full["cells"], stu["cells"]):
+            if is_solution(a):
+                text = "".join(b["source"])
+                assert SOLUTION not in text and "raise NotImplementedError" in text
+            else: assert a["source"] == b["source"]        # everything else is kept
+
+
+def test_student_chapters_fail_at_their_first_check_with_its_message(student, monkeypatch):
+    from execnb.shell import CaptureShell
+    monkeypatch.setenv("IN_TEST", "1")
+    for p in student:
+        monkeypatch.chdir(p.parent)
+        full = json.loads((NBS_DIR / p.name).read_text())
+        with pytest.raises(CheckFailed, match="still to be written") as e:
+            CaptureShell().run_all(_as_nb(p), exc_stop=True)
+        assert f"`{_first_exercise(full)}`" in str(e.value), (p.name, str(e.value))
+
+
+def _as_nb(path):
+    from execnb.nbio import read_nb
+    return read_nb(path)
