@@ -276,10 +276,9 @@ def _cmd_train(args) -> int:
     if args.seeds: exp.n_ensembles = args.seeds
     if args.stream: exp.stream = True
     if exp.stream:   # every process runs the model on its own share of the contexts (chapter 7b)
+        from saens.experiments import open_stream
         from saens.models import load_model
-        from saens.stream import ActivationStream
-        data = ActivationStream(load_model(exp.model, device=local_device()), exp.cache_config(),
-                                exp.train_config().batch_size, exp.buffer_tokens)
+        data = open_stream(exp, load_model(exp.model, device=local_device()))
     else:
         d = cache_dir(exp)
         cache = ActivationCache(d) if (d / "manifest.json").exists() else None

@@ -27,11 +27,11 @@ from .train import RECIPE_DATA, RECIPES, TrainConfig, current_profile
 
 # %% auto #0
 __all__ = ['CONFIG_DIR', 'METHODS', 'METHOD_IO', 'TABLE_METRICS', 'RESULT_FILES', 'RESULTS_DIR', 'config_names', 'Experiment',
-           'load_config', 'cache_dir', 'run_dir', 'get_cache', 'training_data', 'ResourceError', 'resource_estimate',
-           'check_resources', 'method_seed', 'train_methods', 'sub_ensembles', 'paper_claims', 'claims_markdown',
-           'report_table', 'plot_table1', 'plot_training_curves', 'plot_sweep', 'run_experiment', 'record_results',
-           'write_run_json', 'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep', 'record_sweep', 'recorded',
-           'show_recorded']
+           'load_config', 'cache_dir', 'run_dir', 'get_cache', 'open_stream', 'training_data', 'ResourceError',
+           'resource_estimate', 'check_resources', 'method_seed', 'train_methods', 'sub_ensembles', 'paper_claims',
+           'claims_markdown', 'report_table', 'plot_table1', 'plot_training_curves', 'plot_sweep', 'run_experiment',
+           'record_results', 'write_run_json', 'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep',
+           'record_sweep', 'recorded', 'show_recorded']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
@@ -141,6 +141,11 @@ def get_cache(exp: Experiment, lm=None, progress: bool = True) -> ActivationCach
         lm = load_model(exp.model)
     return cache_activations(lm, d, exp.cache_config(), progress=progress)
 
+def open_stream(exp: Experiment, lm, device=None):
+    "The `ActivationStream` of `exp`'s training split (chapter 7b), batches of the run's batch size, on `device`."
+    from saens.stream import ActivationStream
+    return ActivationStream(lm, exp.cache_config(), exp.train_config().batch_size, exp.buffer_tokens, device=device)
+
 def training_data(exp: Experiment, lm=None, progress: bool = True) -> tuple[ActivationCache, object]:
     """The held-out cache of `exp` and what it trains on: the cached training rows, or (`exp.stream`) an
     `ActivationStream` of the same rows (chapter 7b), which loads the model if `lm` is not given."""
@@ -149,9 +154,7 @@ def training_data(exp: Experiment, lm=None, progress: bool = True) -> tuple[Acti
         lm = load_model(exp.model)
     cache = get_cache(exp, lm=lm, progress=progress)
     if not exp.stream: return cache, cache.train.tensor()     # storage dtype; train_sae casts each batch to fp32
-    from saens.stream import ActivationStream
-    return cache, ActivationStream(lm, exp.cache_config(), exp.train_config().batch_size, exp.buffer_tokens,
-                                   device=exp.train.get("device"))
+    return cache, open_stream(exp, lm, device=exp.train.get("device"))
 
 # %% ../nbs/08_experiments.ipynb #6395d9fe
 class ResourceError(RuntimeError):
