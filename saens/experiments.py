@@ -31,7 +31,8 @@ __all__ = ['CONFIG_DIR', 'METHODS', 'METHOD_IO', 'TABLE_METRICS', 'RESULT_FILES'
            'resource_estimate', 'check_resources', 'method_seed', 'train_methods', 'sub_ensembles', 'paper_claims',
            'claims_markdown', 'report_table', 'plot_table1', 'plot_training_curves', 'plot_sweep', 'run_experiment',
            'record_results', 'write_run_json', 'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep',
-           'record_sweep', 'recorded', 'show_recorded']
+           'record_sweep', 'recorded', 'show_recorded', 'profiles_table', 'run_setting', 'check_table1',
+           'compare_with_recorded']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
@@ -456,3 +457,50 @@ def show_recorded(folder, markdown=("table1.md",), figures=("table1.png", "curve
     for f in figures:
         if (folder / f).exists(): display(Image(filename=str(folder / f)))
 
+
+# %% ../nbs/08_experiments.ipynb #cccfafa4
+def profiles_table(name: str) -> str:
+    "What each size of setting `name` runs (model, hook, SAE, widths, tokens, recipe, ensembles), as Markdown."
+    rows = []
+    for prof in ("paper", "laptop", "ci"):
+        e = load_config(name, prof)
+        rows.append([f"`{prof}`", f"`{e.model}`", f"`{e.hook}`", e.arch, f"{e.d_sae:,}", f"{e.J} x {e.d_sae:,}",
+                     f"{e.train['n_tokens']:,}", e.recipe, e.n_ensembles, "streamed" if e.stream else "cached"])
+    return markdown_table(["profile", "model", "hook", "SAE", "features per member", "ensemble", "tokens per SAE",
+                           "recipe", "ensembles per method", "training data"], rows)
+
+def run_setting(name: str, progress: bool = False, **kw) -> tuple[Experiment, list[dict]]:
+    "The experiment chapters' run: setting `name` at the current profile, trained (or found) and evaluated; prints its Table 1 and draws it."
+    exp = load_config(name)
+    print(f"profile {exp.profile}: {exp.model} {exp.hook}, {exp.arch} {exp.sae_kwargs}, {exp.d_sae} features per SAE, "
+          f"J={exp.J}, {exp.n_ensembles} ensembles per method, {exp.train['n_tokens']:,} tokens per SAE, "
+          f"{exp.n_eval_tokens:,} held out, recipe {exp.recipe}")
+    records = run_experiment(exp, progress=progress, **kw)
+    print(report_table(records, exp.J))
+    plot_table1(records, exp.J, title=f"{exp.name} ({exp.profile})")
+    return exp, records
+
+def check_table1(records: list[dict], J: int):
+    """What must hold at any size: an ensemble's L0 is the sum of its members' (Proposition 3.1), boosting
+    reconstructs better than its own first member, and every metric is in its range. Raises AssertionError."""
+    from saens.toy import summarize
+    st = {m: summarize(records, m) for m in ("ev", "mse", "l0")}
+    for method in ("bagging", "boosting"):
+        rows = [r for r in records if r["method"] == method and r["J"] == 1]
+        members_l0 = sum(r["l0"] for r in rows) / len(rows)
+        assert st["l0"][method, J][0] > members_l0, (method, st["l0"][method, J], members_l0)
+    assert st["ev"]["boosting", J][0] > st["ev"]["boosting", 1][0] and st["mse"]["boosting", J][0] < st["mse"]["boosting", 1][0]
+    for r in records:
+        assert 0 <= r["connectivity"] <= 1 and 0 <= r["stability"] <= 1 and r["ev"] <= 1 and r["mse"] >= 0, r
+
+def compare_with_recorded(name: str, records: list[dict], J: int, profile: str | None = None):
+    "The paper's claims as measured here, next to the recorded `laptop` run of `name` (shown in full, with its figures)."
+    from IPython.display import Markdown, display
+    from saens.toy import member_stability_table
+    here = f"here ({profile or current_profile()})"
+    rec = recorded(name, "laptop")
+    if rec is None:
+        display(Markdown(f"No `laptop` run of {name} is recorded yet: `saens eval {name} --profile laptop --record results` makes one."))
+        display(Markdown(claims_markdown({here: paper_claims(records, J)}))); return
+    show_recorded(rec["folder"], extra_markdown=member_stability_table(rec["records"], J))
+    display(Markdown(claims_markdown({here: paper_claims(records, J), "laptop, recorded": paper_claims(rec["records"], J)})))

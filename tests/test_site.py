@@ -1,0 +1,31 @@
+"The site builder's pure parts: chapter links become page links, repository files are carried into the site, and the link check finds a broken link."
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("book", ROOT / "tools" / "book.py")
+book = importlib.util.module_from_spec(spec); spec.loader.exec_module(book)
+
+
+def test_links_to_chapters_become_pages_and_repository_files_are_carried():
+    extra = set()
+    md = "See [chapter 2](02_train.ipynb#resume), [the README](../README.md), [a site](https://example.org/x.ipynb) and [gone](99_none.ipynb)."
+    out = book._rewrite_links(md, {"02_train.ipynb"}, extra)
+    assert "(02_train.html#resume)" in out and "(README.md)" in out and "(https://example.org/x.ipynb)" in out
+    assert "(99_none.ipynb)" in out                       # left alone, so the link check reports it
+    assert extra == {"README.md"}
+
+
+def test_the_link_check_finds_what_does_not_resolve(tmp_path):
+    (tmp_path / "a.html").write_text('<a href="b.html#x">b</a> <img src="fig/1.png"> <a href="https://example.org">e</a> <a href="#top">t</a>')
+    (tmp_path / "b.html").write_text("<p>b</p>")
+    assert book.broken_links(tmp_path) == ["a.html: fig/1.png"]
+    (tmp_path / "fig").mkdir(); (tmp_path / "fig" / "1.png").write_bytes(b"png")
+    assert book.broken_links(tmp_path) == []
+
+
+def test_titles_and_progress_bars():
+    nb = dict(cells=[dict(cell_type="code", source="x = 1"), dict(cell_type="markdown", source="# The title\n> The summary.")])
+    assert book.title_of(nb, "f.ipynb") == ("The title", "The summary.")
+    assert book._is_progress(dict(output_type="stream", name="stderr", text="train: 50%|#####     | 5/10 [00:01<00:01, 4.0it/s]\r"))
+    assert not book._is_progress(dict(output_type="stream", name="stderr", text="UserWarning: something real\n"))
