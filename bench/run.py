@@ -358,7 +358,7 @@ def bench5(S, device, res, args):
 # ------------------------------------------------------------------------------------------------ 6: scale (children)
 def child_conn(S, device):
     import torch
-    from saens.metrics import CoactivationCounter
+    from saens.coactivation import CoactivationCounter
     J, mj, k, N, bs = S["conn_members"], S["conn_m"], S["conn_k"], S["conn_tokens"], S["conn_batch"]
     m = J * mj
     g = torch.Generator().manual_seed(0)

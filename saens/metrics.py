@@ -15,7 +15,7 @@ from scipy.stats import beta as beta_dist
 Array = Union[torch.Tensor, np.ndarray]
 
 # %% auto #0
-__all__ = ['Array', 'ReconstructionStats', 'mse', 'explained_variance', 'l0', 'CoactivationCounter', 'connectivity',
+__all__ = ['Array', 'ReconstructionStats', 'mse', 'explained_variance', 'l0', 'connectivity_dense', 'connectivity',
            'stability_scores', 'stability', 'stability_random_expected', 'stability_random', 'stability_by_member',
            'diversity', 'coverage', 'evaluate', 'evaluate_models']
 
@@ -102,129 +102,16 @@ def l0(codes: Array | Iterable[Array]) -> float:
     return active / n
 
 # %% ../nbs/04_metrics.ipynb #2cc6b991
-class CoactivationCounter:
-    "Streams [N, m] code batches into the set of co-active feature pairs, kept sparse as sorted int64 keys `i*m + j` (i <= j)."
-    def __init__(self, m: int | None = None, chunk_pairs: int = 20_000_000, device: str | torch.device | None = None,
-                 bitset_after: int | None = None, dense_max: int = 8192, dense_limit: int = 32768, tile: int = 2048):
-        """`m`: number of features (default: from the first batch); `device` holds the key set (default: the first batch's);
-        `bitset_after`: switch to a packed bitset once there are more keys than this (default: when the keys would
-        outweigh the bitset's m^2/8 bytes, and never below 2^20 keys); `dense_max`: up to this many features, keep a
-        dense boolean C filled by one matmul per batch instead (m^2 bytes; 64 MiB at 8192); up to `dense_limit` features
-        (1 GiB), also when the first batch's codes are so dense that its pairs would cost more than the matmul.
-        The dense C is filled in `tile x tile` blocks, and a block that is already all ones is skipped."""
-        self.m, self.chunk_pairs, self.device, self.n_rows = m, chunk_pairs, device, 0
-        self._keys, self._pending, self._n_pending, self._bits, self.bitset_after = None, [], 0, None, bitset_after
-        self.dense_max, self.dense_limit, self.tile, self._dense, self._full = dense_max, dense_limit, tile, None, None
+def connectivity_dense(codes: Array) -> float:
+    "The definition, densely: `1 - nnz(B^T B) / m^2` with `B = [codes != 0]` (`[N, m]`; memory m^2, small m only)."
+    B = (_tensor(codes, "codes") != 0).float()
+    return 1 - int(torch.count_nonzero(B.T @ B)) / B.shape[1] ** 2
 
-    def _dense_wins(self, h: torch.Tensor) -> bool:
-        "Whether to count with the dense matmul: small m, or (m up to `dense_limit`) codes dense enough that pairs cost more."
-        if self.bitset_after is not None: return False
-        if self.m <= self.dense_max: return True
-        if self.m > self.dense_limit: return False
-        l0 = (h.coalesce().values() != 0).sum().item() / max(1, h.shape[0]) if h.is_sparse else (h != 0).sum(-1).double().mean().item()
-        return l0 * l0 / 2 * 10_000 > self.m * self.m   # one pair update costs about 10^4 matmul entries' time on a CPU
-
-    def _update_dense(self, h: torch.Tensor):
-        if h.is_sparse: h = h.to_dense()
-        m, T = self.m, self.tile
-        if self._dense is None:
-            self._dense = torch.zeros(m, m, dtype=torch.bool, device=self.device)
-            nb = (m + T - 1) // T; self._full = torch.zeros(nb, nb, dtype=torch.bool)
-        for s in range(0, h.shape[0], 4096):
-            a = (h[s:s + 4096] != 0).to(torch.float32)
-            for bi in range(len(self._full)):
-                for bj in range(bi, len(self._full)):
-                    if self._full[bi, bj]: continue
-                    I, J = slice(bi * T, (bi + 1) * T), slice(bj * T, (bj + 1) * T)
-                    blk = self._dense[I, J]
-                    blk |= (a[:, I].T @ a[:, J]).to(self.device) > 0
-                    if bi != bj: self._dense[J, I] = blk.T
-                    self._full[bi, bj] = bool(blk.all())
-
-    def update(self, codes: Array) -> CoactivationCounter:
-        "Add the co-active pairs of one batch of codes (dense or torch-sparse); returns `self`."
-        h = _tensor(codes, "codes")
-        if self.m is None: self.m = h.shape[1]
-        if h.shape[1] != self.m: raise ValueError(f"codes: expected m={self.m} columns (features), got {h.shape[1]}")
-        if self.device is None: self.device = h.device
-        if self._dense is not None or (self._keys is None and not self._pending and self._bits is None and self._dense_wins(h)):
-            self._update_dense(h); self.n_rows += h.shape[0]; return self     # C by matmul (BLAS), far faster than pairs
-        rows, cols = _active(h); self.n_rows += h.shape[0]
-        if len(cols) == 0: return self
-        idx = torch.arange(len(cols), device=cols.device)
-        per = torch.bincount(rows, minlength=h.shape[0]).cumsum(0)[rows] - idx   # pairs (e, e'), e' >= e in e's row
-        cum, start = per.cumsum(0), 0
-        while start < len(per):                                                  # pieces of <= chunk_pairs pairs
-            base = int(cum[start - 1]) if start else 0
-            stop = max(start + 1, int(torch.searchsorted(cum, base + self.chunk_pairs, right=True)))
-            p = per[start:stop]
-            left = idx[start:stop].repeat_interleave(p)
-            right = left + torch.arange(len(left), device=cols.device) - (cum[start:stop] - p - base).repeat_interleave(p)
-            self._pending.append((cols[left] * self.m + cols[right]).to(self.device)); self._n_pending += len(left)
-            if self._n_pending >= self.chunk_pairs: self._flush()
-            start = stop
-        return self
-
-    def _set_bits(self, keys: torch.Tensor):
-        "OR `keys` into the bitset: unique keys set distinct bits, so adding the not-yet-set bits is an OR."
-        w, b = keys // 64, keys % 64
-        fresh = ((self._bits[w] >> b) & 1) == 0
-        self._bits.index_add_(0, w[fresh], torch.ones_like(b[fresh]) << b[fresh])
-
-    def _flush(self):
-        "Merge the pending keys into the sorted key set (or the bitset, once the set has outgrown it)."
-        if not self._pending: return
-        new, old = torch.unique(torch.cat(self._pending)), self._keys
-        self._pending, self._n_pending = [], 0
-        if self._bits is not None: self._set_bits(new); return
-        limit = self.bitset_after if self.bitset_after is not None else max(self.m * self.m // 64, 1 << 20)
-        if len(new) + (0 if old is None else len(old)) > limit:     # dense co-firing: a bitset over all m^2 keys
-            self._bits = torch.zeros((self.m * self.m + 63) // 64, dtype=torch.int64, device=new.device)
-            if old is not None: self._set_bits(old)
-            self._set_bits(new); self._keys = None; return
-        if old is None or len(old) == 0: self._keys = new; return
-        pos = torch.searchsorted(old, new)
-        fresh = old[pos.clamp(max=len(old) - 1)] != new
-        new, pos = new[fresh], pos[fresh]
-        if len(new) == 0: return
-        ar = lambda n: torch.arange(n, device=old.device)
-        out = torch.empty(len(old) + len(new), dtype=torch.int64, device=old.device)
-        out[pos + ar(len(new))] = new                                  # linear merge of two sorted, disjoint sets
-        out[torch.searchsorted(new, old) + ar(len(old))] = old
-        self._keys = out
-
-    @property
-    def keys(self) -> torch.Tensor:
-        "Sorted unique keys `i*m + j` (i <= j) of the co-active pairs seen so far."
-        if self._dense is not None:
-            i, j = torch.triu(self._dense).nonzero(as_tuple=True); return (i * self.m + j).cpu()
-        self._flush()
-        if self._bits is not None: raise ValueError("codes: the pair set was switched to a bitset (dense co-firing); keys are not kept")
-        return self._keys if self._keys is not None else torch.empty(0, dtype=torch.int64)
-
-    @property
-    def nnz(self) -> int:
-        "Number of nonzero entries of the full symmetric co-activation matrix C."
-        if self._dense is not None: return int(self._dense.sum())
-        self._flush()
-        if self._bits is None:
-            k = self.keys
-            return 2 * len(k) - int((k // self.m == k % self.m).sum())
-        table = torch.tensor([bin(v).count("1") for v in range(256)], dtype=torch.uint8, device=self._bits.device)
-        by = self._bits.view(torch.uint8)
-        upper = sum(int(table[by[s:s + 2**26].long()].sum(dtype=torch.int64)) for s in range(0, len(by), 2**26))
-        d = torch.arange(self.m, device=self._bits.device) * (self.m + 1)
-        diag = int(((self._bits[d // 64] >> (d % 64)) & 1).sum())
-        return 2 * upper - diag
-
-    def connectivity(self) -> float:
-        "`1 - nnz(C) / m^2`: the fraction of ordered feature pairs that never fired together."
-        if not self.m: raise ValueError("codes: no batches seen, m unknown")
-        return 1 - self.nnz / self.m ** 2
-
+# %% ../nbs/04_metrics.ipynb #ae35cb45
 def connectivity(codes: Array | Iterable[Array], m: int | None = None, chunk_pairs: int = 20_000_000,
                  dense_max: int = 8192) -> float:
-    "Connectivity `1 - nnz(sum_b H_b^T H_b) / m^2` of codes ([N, m] or an iterable of batches): dense C for small m, else sparse."
+    "Connectivity `1 - nnz(sum_b H_b^T H_b) / m^2` of codes ([N, m] or an iterable of batches), without forming C for large m."
+    from saens.coactivation import CoactivationCounter     # chapter 36; imported here because it builds on this module
     cc = CoactivationCounter(m, chunk_pairs, dense_max=dense_max)
     for h in _as_list(codes): cc.update(h)
     return cc.connectivity()
@@ -381,6 +268,7 @@ def evaluate(sae, X: Array, batch_size: int = 4096) -> dict:
     X = _tensor(X, "X")
     if not len(X): raise ValueError("X: need at least one held-out activation")
     dev = sae.W_dec.device
+    from saens.coactivation import CoactivationCounter
     rs, cc, nnz = ReconstructionStats(), CoactivationCounter(sae.d_sae), 0
     fired = torch.zeros(sae.d_sae, dtype=torch.bool, device=dev)
     for i in range(0, len(X), batch_size):

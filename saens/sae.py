@@ -315,91 +315,6 @@ def _topk_codes(z: Tensor, k: int) -> Tensor:
     return torch.zeros_like(z).scatter(-1, idx, torch.relu(vals))
 
 # %% ../nbs/01_sae.ipynb #bb0a9d2f
-def _sort_indices(keys: Tensor) -> Tensor:
-    """`keys.sort().indices`; on the CPU with int32 keys and one thread: there PyTorch's parallel sort of ~10^5 keys
-    can stall for ~100 ms when the other cores are busy, while one thread takes ~1 ms."""
-    if keys.device.type != "cpu": return keys.sort().indices
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    try: return keys.sort().indices
-    finally: torch.set_num_threads(n)
-
-def _by_feature(fidx: Tensor, w: Tensor, Y: Tensor, rows: Tensor, n_feat: int) -> Tensor:
-    "`out[f] = sum over entries e with fidx[e] == f of w[e] * Y[rows[e]]`, `[n_feat, d]` (one sorted `embedding_bag`)."
-    order = _sort_indices(fidx.int() if n_feat < 2**31 else fidx)
-    counts = torch.bincount(fidx, minlength=n_feat)
-    return F.embedding_bag(rows[order], Y, counts.cumsum(0) - counts, mode="sum", per_sample_weights=w[order].to(Y.dtype))
-
-def _flat_features(idx: Tensor, m: int, stacked: bool) -> Tensor:
-    "Feature indices `[*members, n, k]` as indices into the members' features laid end to end, flattened."
-    if stacked: idx = idx + (torch.arange(idx.shape[0], device=idx.device) * m).view(-1, *([1] * (idx.ndim - 1)))
-    return idx.reshape(-1)
-
-class _SparseDecode(torch.autograd.Function):
-    "`sum_s vals[..., s] * W[idx[..., s]]` for `W [m, d]` or stacked `W [J, m, d]`, with sparse gradients."
-    @staticmethod
-    def forward(ctx, vals, idx, W):
-        k, d, m = idx.shape[-1], W.shape[-1], W.shape[-2]
-        fidx = _flat_features(idx, m, W.ndim == 3).view(-1, k)
-        # in W's dtype: under bf16 autocast the codes arrive in bf16 while the weights stay fp32
-        out = F.embedding_bag(fidx, W.reshape(-1, d), mode="sum", per_sample_weights=vals.reshape(-1, k).to(W.dtype))
-        ctx.save_for_backward(vals, fidx, W)
-        return out.view(*idx.shape[:-1], d)
-
-    @staticmethod
-    def backward(ctx, g):
-        vals, fidx, W = ctx.saved_tensors
-        k, d = fidx.shape[-1], W.shape[-1]
-        g2, gv, gW = g.reshape(-1, d), None, None
-        if ctx.needs_input_grad[0]:   # <g_t, f_i> for the K features of each token: the same gather, differentiated
-            with torch.enable_grad():
-                v = vals.detach().reshape(-1, k).to(W.dtype).requires_grad_()
-                out = F.embedding_bag(fidx, W.detach().reshape(-1, d), mode="sum", per_sample_weights=v)
-                gv = torch.autograd.grad(out, v, g2.to(out.dtype))[0].view(vals.shape).to(vals.dtype)
-        if ctx.needs_input_grad[2]:
-            rows = torch.arange(fidx.numel(), device=g.device) // k
-            gW = _by_feature(fidx.reshape(-1), vals.reshape(-1), g2, rows, W.numel() // d).view(W.shape)
-        return gv, None, gW
-
-class _TopKEncode(torch.autograd.Function):
-    """Top-`k` (then ReLU) of `x @ W + b` without keeping the pre-activations; with a `dead` mask, also the top `k_aux`
-    among dead features (AuxK). Returns `vals, idx, aux_vals, aux_idx` (`[*members, n, k]`; the aux pair is empty without a mask)."""
-    @staticmethod
-    def forward(ctx, x, W, b, k, dead, k_aux):
-        z = _affine(x, W, b)
-        vals, idx = z.topk(k, dim=-1, sorted=False)
-        if dead is not None:
-            z.masked_fill_(~(dead if W.ndim == 2 else dead.unsqueeze(-2)), float("-inf"))
-            aux_vals, aux_idx = z.topk(k_aux, dim=-1, sorted=False)
-        else: aux_vals, aux_idx = vals.new_zeros(*vals.shape[:-1], 0), idx.new_zeros(*idx.shape[:-1], 0)
-        del z
-        vals, aux_vals = vals.clamp_min(0), aux_vals.clamp_min(0)   # -inf (fewer dead than k_aux) becomes an inactive 0
-        ctx.mark_non_differentiable(idx, aux_idx)
-        ctx.save_for_backward(x, W, vals, idx, aux_vals, aux_idx)
-        return vals, idx, aux_vals, aux_idx
-
-    @staticmethod
-    def backward(ctx, g, _gi, g_aux, _gai):
-        x, W, vals, idx, aux_vals, aux_idx = ctx.saved_tensors
-        stacked, m, d = W.ndim == 3, W.shape[-1], W.shape[-2]
-        gz = torch.cat([g * (vals > 0), g_aux * (aux_vals > 0)], -1)     # gradient of the kept pre-activations
-        all_idx = torch.cat([idx, aux_idx], -1)
-        fidx, K = _flat_features(all_idx, m, stacked), all_idx.shape[-1]
-        n_feat = W.numel() // d
-        gx = gW = gb = None
-        if ctx.needs_input_grad[2]:
-            gb = torch.zeros(n_feat, dtype=gz.dtype, device=gz.device).index_add_(0, fidx, gz.reshape(-1)).view(W.shape[:-2] + (m,))
-        if ctx.needs_input_grad[1]:
-            entry_tok = torch.arange(fidx.numel(), device=fidx.device) // K         # [J?, n] token of each entry
-            X = x.reshape(-1, d)
-            if stacked and x.ndim == 2: entry_tok = entry_tok % x.shape[0]        # one batch shared by all members
-            gW = _by_feature(fidx, gz.reshape(-1), X, entry_tok, n_feat).view(*W.shape[:-2], m, d).transpose(-1, -2)
-        if ctx.needs_input_grad[0]:
-            Wt = W.transpose(-1, -2).reshape(-1, d)                                 # features as rows
-            gx = F.embedding_bag(fidx.view(-1, K), Wt, mode="sum", per_sample_weights=gz.reshape(-1, K).to(Wt.dtype))
-            gx = gx.view(*all_idx.shape[:-1], d)
-            if stacked and x.ndim == 2: gx = gx.sum(0)
-        return gx, gW, gb, None, None, None
-
 @register_sae
 class TopKSAE(SAE):
     "TopK SAE (`k` active features per token) with the AuxK loss against dead features."
@@ -409,6 +324,7 @@ class TopKSAE(SAE):
         _check_dims("k", k)
         if k > d_sae: raise ValueError(f"k={k} is larger than d_sae={d_sae}")
         self.k, self.aux_k, self.aux_coeff = k, aux_k if aux_k is not None else min(d_in // 2, d_sae), aux_coeff
+    sparse = True   # train on the sparse path of chapter 35 (the same function and gradients); False: `SAE.loss` as written
     def extra_config(self): return dict(k=self.k, aux_k=self.aux_k, aux_coeff=self.aux_coeff)
     def activation(self, z): return _topk_codes(z, self.k)
 
@@ -439,34 +355,15 @@ class TopKSAE(SAE):
         return self._aux_value(_topk_codes(z_dead, k_aux) @ self.W_dec, x, x_hat, weight, auxk, aux_input)
 
     def forward(self, x: Tensor) -> Tensor:
-        "`decode(encode(x))` without the dense codes: each token's K winners are gathered from the dictionary."
-        self.check_input(x)
-        vals, idx, _, _ = _TopKEncode.apply(x.to(self.W_enc.dtype), self.W_enc, self.enc_bias(), self.k, None, 0)
-        return _SparseDecode.apply(vals, idx, self.W_dec) + self._b(self.b_dec)
+        if not self.sparse: return super().forward(x)
+        from saens.fast_topk import sparse_forward      # imported here: saens.fast_topk builds on this module
+        return sparse_forward(self, x)
 
-    def loss(self, x: Tensor, *, sparsity_scale: float = 1.0, dead_mask: Tensor | None = None, plain_l1: bool = False,
-             auxk: str = "saens", aux_input: Tensor | None = None) -> LossOutput:
-        "The base class's loss (reconstruction + AuxK), computed on the sparse path: only the winners are decoded."
-        self.check_input(x)
-        x = x.to(self.W_enc.dtype)
-        if x.ndim != 2 and not (self.n_members and x.ndim == 3):
-            return super().loss(x, sparsity_scale=sparsity_scale, dead_mask=dead_mask, auxk=auxk, aux_input=aux_input)
-        plan = self._aux_plan(dead_mask, auxk)
-        vals, idx, aux_vals, aux_idx = _TopKEncode.apply(x, self.W_enc, self.enc_bias(), min(self.k, self.d_sae),
-                                                         dead_mask if plan else None, plan[0] if plan else 0)
-        x_hat = _SparseDecode.apply(vals, idx, self.W_dec) + self._b(self.b_dec)
-        mse = (x_hat - x).pow(2).sum(-1).mean(-1)
-        if plan:   # the top dead features reconstruct the residual, as in `aux_loss`
-            aux = self._aux_value(_SparseDecode.apply(aux_vals, aux_idx, self.W_dec), x, x_hat, plan[1], auxk, aux_input)
-        else: aux = x_hat.new_zeros(x_hat.shape[:-2])
-        sparsity = x_hat.new_zeros(x_hat.shape[:-2])
-        vals, idx = vals.detach(), idx
-        def codes(): return vals.new_zeros(*vals.shape[:-1], self.d_sae).scatter_(-1, idx, vals)
-        active = vals > 0
-        fired = torch.zeros(*vals.shape[:-2], self.d_sae, dtype=torch.bool, device=vals.device)
-        fired.view(-1)[_flat_features(idx, self.d_sae, self.n_members is not None)[active.reshape(-1)]] = True
-        return LossOutput((mse + aux).sum(), mse.detach(), sparsity, aux.detach(), codes, x_hat.detach(),
-                          l0=active.sum(-1, dtype=torch.float32).mean(-1), fired=fired)
+    def loss(self, x: Tensor, **kw) -> LossOutput:
+        if not self.sparse: return super().loss(x, **kw)
+        from saens.fast_topk import sparse_loss
+        return sparse_loss(self, x, **kw)
+
 
 # %% ../nbs/01_sae.ipynb #5cebf962
 @register_sae
