@@ -371,7 +371,7 @@ def run_check(name: str, device: str, out: Path, budget: int) -> int:
     try:
         import torch
         if name != "paper_shapes":     # as bench/run.py: never for peak-memory measurements (glibc would keep freed memory)
-            from saens.train import tune_malloc; tune_malloc()
+            from saens.memory import tune_malloc; tune_malloc()
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"no CUDA device here (torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
                                "use --cpu for the CPU fallback")

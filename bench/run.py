@@ -295,7 +295,7 @@ def bench4(S, device, res, args):
             sae = make_sae("topk", S["d"], m, k=S["k"], seed=j, dtype=dtype_for(device), device=device)
             t0 = time.perf_counter()
             if v == "materialised":
-                if prev: st["resid"] = ensemble._next_residual(prev[-1], st["resid"], device=device)
+                if prev: st["resid"] = ensemble.next_residual(prev[-1], st["resid"], device=device)
                 _, _ = train_timed(sae, st["resid"], steps, B, warm, device=device)
             else:
                 fn = ensemble._residual_fn if v == "per_step" else official_residual
@@ -549,7 +549,7 @@ def main():
     args = ap.parse_args()
     if args.summary: print(summary(json.loads(Path(args.summary).read_text()))); return
     if args.malloc:
-        from saens.train import tune_malloc   # what the `saens` command does (chapter 2)
+        from saens.memory import tune_malloc   # what the `saens` command does (chapter 38)
         tune_malloc()
     import torch
     if args.threads: torch.set_num_threads(args.threads)

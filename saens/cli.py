@@ -18,8 +18,8 @@ __all__ = ['setup_command', 'build_parser', 'run_command', 'main']
 # %% ../nbs/09_cli.ipynb #8286332d
 def setup_command(args):
     "Apply the options every subcommand shares: allocator tuning, `--profile`, `--home`, `--threads`."
-    from saens.train import tune_malloc
-    tune_malloc()   # CPU training speed (chapter 2); a no-op outside glibc
+    from saens.memory import tune_malloc
+    tune_malloc()   # CPU training speed (chapter 38); a no-op outside glibc
     if getattr(args, "profile", None): os.environ["SAENS_PROFILE"] = args.profile
     if getattr(args, "home", None): os.environ["SAENS_HOME"] = str(Path(args.home).resolve())
     if getattr(args, "threads", None): import torch; torch.set_num_threads(args.threads)

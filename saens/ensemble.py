@@ -16,10 +16,12 @@ from .io import atomic_write_json, read_json
 from .proposition import concat_codes, concat_dictionary, check_weights
 from .sae import SAE, Described, SAEConfig, load_sae, make_sae, save_sae
 from .train import BatchSource, SingleProcess, TrainConfig, train_sae
+from .memory import hold_residuals, next_residual
+
 
 # %% auto #0
-__all__ = ['Ensemble', 'save_ensemble', 'load_ensemble', 'data_width', 'member_checkpoints', 'train_bagging', 'available_bytes',
-           'train_boosting', 'train_expanded']
+__all__ = ['Ensemble', 'save_ensemble', 'load_ensemble', 'data_width', 'member_checkpoints', 'train_bagging', 'train_boosting',
+           'train_expanded']
 
 # %% ../nbs/03_ensemble.ipynb #a71e384c
 _SAE_API = ("encode", "decode", "W_dec", "b_dec", "d_in", "d_sae")
@@ -178,51 +180,13 @@ def _residual_fn(members: list, x: Tensor) -> Tensor:
     for m in members: x = x - m(x)
     return x
 
-def _residual_dtype(data) -> torch.dtype:
-    "Half-precision caches keep their precision (and half the memory); anything else is held in float32."
-    return data.dtype if isinstance(data, Tensor) and data.dtype in (torch.float16, torch.bfloat16) else torch.float32
-
-@torch.no_grad()
-def _next_residual(member, r, chunk: int = 16384, device=None, dtype=None) -> Tensor:
-    "`r - member(r)` for every row of `r` (a tensor or array) on `r`'s device, `chunk` rows at a time computed in float32 on `device`."
-    r = r if isinstance(r, Tensor) else torch.as_tensor(r)
-    out = torch.empty(r.shape, dtype=dtype or _residual_dtype(r), device=r.device)
-    dev = torch.device(device) if device else member.W_enc.device
-    for s in range(0, len(r), chunk):
-        x = r[s:s + chunk].to(device=dev, dtype=torch.float32)
-        out[s:s + chunk] = (x - member(x)).to(out.device, out.dtype)
-    return out
-
-def available_bytes(device) -> int | None:
-    "Free memory where a tensor on `device` would live (MemAvailable for the CPU), or None if unknown."
-    device = torch.device(device)
-    try:
-        if device.type == "cuda": return torch.cuda.mem_get_info(device)[0]
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"): return int(line.split()[1]) * 1024
-    except Exception: return None
-
-def _boost_residuals(data, residuals: str) -> bool:
-    "Whether boosting materialises the residuals (`True`) or recomputes them per step."
-    if residuals not in ("auto", "materialise", "per_step"):
-        raise ValueError(f"residuals: expected 'auto', 'materialise' or 'per_step', got {residuals!r}")
-    holdable = isinstance(data, (Tensor, np.ndarray))
-    if residuals == "materialise" and not holdable:
-        raise ValueError(f"residuals='materialise' needs the training rows as a tensor or array, got {type(data).__name__}; "
-                         "use residuals='per_step' for step -> batch functions and memory-mapped caches")
-    if residuals != "auto": return residuals == "materialise"
-    if not holdable: return False
-    need = data.shape[0] * data.shape[1] * (2 if _residual_dtype(data).itemsize == 2 else 4)
-    free = available_bytes(data.device if isinstance(data, Tensor) else "cpu")
-    return free is None or need <= free // 2      # leave room: the trainer and the next stage's copy need memory too
-
 def train_boosting(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, J: int = 8, seed: int = 0,
                    comm: SingleProcess | None = None, residuals: str = "auto", **sae_kwargs) -> Ensemble:
     """Boosting: member j is trained on the residual left by the frozen members < j; weights 1.
     `residuals`: 'materialise' (update every row's residual once per stage), 'per_step', or 'auto' (see above)."""
     cfg, comm = cfg or TrainConfig(), comm or SingleProcess()
     d_in, members = data_width(data), []
-    held, r, r_upto = _boost_residuals(data, residuals), data, 0     # r: the residual of every row after `r_upto` members
+    held, r, r_upto = hold_residuals(data, residuals), data, 0     # r: the residual of every row after `r_upto` members
     for j in range(J):
         c = member_checkpoints(cfg, f"boosting/member_{j:02d}")
         done = Path(c.checkpoint_dir) / "final" if c.checkpoint_dir else None
@@ -231,7 +195,7 @@ def train_boosting(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, 
             if saved is not None: members.append(saved.to(cfg.device) if cfg.device else saved); continue
         prev = list(members)
         if held:
-            for m in members[r_upto:]: r = _next_residual(m, r, device=cfg.device)
+            for m in members[r_upto:]: r = next_residual(m, r, device=cfg.device)
             r_upto = len(members)
         m = train_sae(make_sae(arch, d_in, d_sae, seed=seed + j, **sae_kwargs), r if held else data, c,
                       transform=None if held or not prev else (lambda x, prev=prev: _residual_fn(prev, x)),

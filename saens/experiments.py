@@ -194,7 +194,7 @@ def _free_disk(path: Path) -> int:
 def check_resources(exp: Experiment, lm=None, log=print, available: dict | None = None) -> dict:
     """Print `resource_estimate(exp)` against the free memory of the training device and the free disk under
     `saens_home()`; raise `ResourceError` if either does not fit. `available` overrides what is measured (for tests)."""
-    from saens.ensemble import available_bytes
+    from saens.memory import available_bytes
     est = resource_estimate(exp, lm)
     dev = exp.train.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     have = {**dict(device=available_bytes(dev), disk=_free_disk(saens_home())), **(available or {})}

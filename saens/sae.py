@@ -400,21 +400,30 @@ class BatchTopKSAE(TopKSAE):
         if torch.allclose(s, s.flatten()[0]): self.threshold.mul_(torch.where(self.threshold >= 0, s.flatten()[0], 1.0))
 
 # %% ../nbs/01_sae.ipynb #5595a065
-class _JumpReLUFn(torch.autograd.Function):
-    """Both nonlinearities of JumpReLU training in one pass over `z`: the codes $z\\,H(z-\\theta)$ and the L0 count per
-    token $\\sum_i H(z_i-\\theta_i)$, each with its straight-through estimator for $\\theta$ (the kernel is computed once)."""
+class _JumpReLU(torch.autograd.Function):
+    "JumpReLU's codes $z\\,H(z-\\theta)$: gradient $H(z-\\theta)$ for $z$, the straight-through $-\\frac{\\theta}{\\varepsilon}K$ for $\\theta$."
     @staticmethod
     def forward(ctx, z, theta, bandwidth):
-        on = z > theta
-        ctx.save_for_backward(z, theta, on); ctx.bandwidth = bandwidth
-        return z * on, on.sum(-1, dtype=z.dtype)
+        ctx.save_for_backward(z, theta); ctx.bandwidth = bandwidth
+        return z * (z > theta)
     @staticmethod
-    def backward(ctx, g, g_l0):
-        z, theta, on = ctx.saved_tensors; eps = ctx.bandwidth
-        near = (z - theta).abs_().lt_(eps / 2)                  # K((z - theta) / eps), as 0/1 in z's dtype
-        # d codes / d theta = -theta/eps K and d L0 / d theta = -1/eps K, summed over the tokens theta is shared by
-        dtheta = torch.addcmul(g_l0.unsqueeze(-1), g, theta).mul_(near).sum_to_size(theta.shape) / -eps
-        return g * on, dtheta, None
+    def backward(ctx, g):
+        z, theta = ctx.saved_tensors
+        K = ((z - theta).abs() < ctx.bandwidth / 2).to(g.dtype)        # the rectangle kernel K((z - theta) / eps)
+        dtheta = (g * -(theta / ctx.bandwidth) * K).sum_to_size(theta.shape)  # summed over the tokens theta is shared by
+        return g * (z > theta), dtheta, None
+
+class _Step(torch.autograd.Function):
+    "The step $H(z-\\theta)$ that L0 counts: no gradient for $z$, the straight-through $-\\frac{1}{\\varepsilon}K$ for $\\theta$."
+    @staticmethod
+    def forward(ctx, z, theta, bandwidth):
+        ctx.save_for_backward(z, theta); ctx.bandwidth = bandwidth
+        return (z > theta).to(z.dtype)
+    @staticmethod
+    def backward(ctx, g):
+        z, theta = ctx.saved_tensors
+        K = ((z - theta).abs() < ctx.bandwidth / 2).to(g.dtype)
+        return None, (g * -K / ctx.bandwidth).sum_to_size(theta.shape), None
 
 @register_sae
 class JumpReLUSAE(SAE):
@@ -431,11 +440,14 @@ class JumpReLUSAE(SAE):
     @property
     def threshold(self) -> Tensor: return self.log_threshold.exp()
     def activation(self, z): return z * (z > self._b(self.threshold))
-    def train_activation(self, z): return _JumpReLUFn.apply(z, self._b(self.threshold), self.bandwidth)[0]
+    fused = True   # train through chapter 37's one-pass kernel (the same values and gradients); False: the two functions above
+    def train_activation(self, z): return _JumpReLU.apply(z, self._b(self.threshold), self.bandwidth)
     def sparsity_loss(self, codes, z, plain_l1=False):
-        return self.sparsity_coeff * _JumpReLUFn.apply(z, self._b(self.threshold), self.bandwidth)[1].mean(-1)
+        return self.sparsity_coeff * _Step.apply(z, self._b(self.threshold), self.bandwidth).sum(-1).mean(-1)
     def train_codes(self, z, plain_l1=False):
-        codes, l0 = _JumpReLUFn.apply(z, self._b(self.threshold), self.bandwidth)
+        if not self.fused: return super().train_codes(z, plain_l1)   # train_activation and sparsity_loss, as written
+        from saens.fast_jumprelu import jumprelu_and_l0            # imported here: it builds on this module
+        codes, l0 = jumprelu_and_l0(z, self._b(self.threshold), self.bandwidth)
         return codes, self.sparsity_coeff * l0.mean(-1)
     def _scale_thresholds_(self, s): self.log_threshold += s.log()
 

@@ -23,8 +23,7 @@ from .sae import SAE, make_sae
 # %% auto #0
 __all__ = ['PROFILES', 'RECIPES', 'RECIPE_FIELDS', 'RECIPE_DATA', 'STORAGE_FIELDS', 'HYPERPARAMETERS', 'CHECKPOINT_NAME',
            'current_profile', 'by_profile', 'TrainConfig', 'config_help', 'lr_at', 'sparsity_scale_at', 'BatchSource',
-           'geometric_median', 'load_checkpoint', 'SingleProcess', 'MemberBatches', 'clip_grad_norm_', 'train_sae',
-           'tune_malloc']
+           'geometric_median', 'load_checkpoint', 'SingleProcess', 'MemberBatches', 'clip_grad_norm_', 'train_sae']
 
 # %% ../nbs/02_train.ipynb #2ffd71fc
 PROFILES = ("ci", "laptop", "paper")
@@ -380,13 +379,3 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
     sae.history, sae.activation_scale = history, scale
     return sae
 
-
-# %% ../nbs/02_train.ipynb #54affca3
-def tune_malloc() -> bool:
-    "glibc: serve blocks up to 1 GiB from the heap and never trim freed memory (faster CPU training; see above)."
-    import ctypes
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        return libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
-    except (OSError, AttributeError): return False
