@@ -17,8 +17,8 @@ from .proposition import concat_dictionary
 # %% auto #0
 __all__ = ['SOLUTION', 'NBS_DIR', 'CheckFailed', 'check_concat_dictionary', 'check_topk', 'check_jumprelu_theta_grad',
            'check_boosting_residual', 'check_explained_variance', 'check_mse', 'check_connectivity', 'check_stability',
-           'check_diversity', 'check_top_features', 'check_scr_scores', 'stub', 'is_solution', 'student_notebook',
-           'write_student_notebooks']
+           'check_diversity', 'check_geometric_median', 'check_lr_schedule', 'check_coverage', 'check_top_features',
+           'check_scr_scores', 'stub', 'is_solution', 'student_notebook', 'write_student_notebooks']
 
 # %% ../nbs/34_checks.ipynb #9bdd49fa
 class CheckFailed(AssertionError):
@@ -231,6 +231,57 @@ def check_diversity(fn: Callable) -> bool:
             "exclude each feature's similarity with itself (always 1)": int((sim.amax(1) < 0.7).sum()),
             "cosine similarity needs unit rows: divide each row by its norm first":
                 int(((W @ W.T).fill_diagonal_(-float("inf")).amax(1) < 0.7).sum())})
+    return _passed(name, 1)
+
+# %% ../nbs/34_checks.ipynb #411f061c
+from .metrics import coverage as _coverage
+from .train import TrainConfig as _TrainConfig, geometric_median as _geometric_median, lr_at as _lr_at
+
+def check_geometric_median(fn: Callable) -> bool:
+    "Check `fn(x) -> m` for points `x [n, d]`: the point minimising the summed Euclidean distance to all of them."
+    name, g = "check_geometric_median", torch.Generator().manual_seed(8)
+    x = torch.cat([torch.randn(40, 3, generator=g), torch.full((4, 3), 50.0)])      # a cloud and four far outliers
+    got, want = torch.as_tensor(_call(name, fn, x)).double(), _geometric_median(x.double())
+    if got.shape != want.shape or (got - want).abs().max() > 1e-3:
+        w = 1 / (x - x.mean(0)).norm(dim=1)
+        wg = 1 / (x.double() - got).norm(dim=1).clamp_min(1e-12)
+        if got.shape == want.shape and (((wg[:, None] * x).sum(0) - got).abs().max() < 1e-2 * (1 + got.abs().max())):
+            # a fixed point of m <- sum_n w_n x_n: the iteration without its normalisation
+            raise CheckFailed(f"{name}: the answer is a fixed point of an unnormalised update. Likely mistake: Weiszfeld's update is a "
+                              "weighted mean: divide by the sum of the weights 1/||x_n - m||")
+        _diagnose(name, "40 points near the origin and 4 outliers at (50, 50, 50)", got, want, {
+            "this is the mean, which the outliers pull away; the geometric median minimises the sum of distances": x.mean(0),
+            "the coordinate-wise median is not the geometric median (it is not even rotation-invariant)": x.median(0).values,
+            "Weiszfeld's update is a weighted mean: divide by the sum of the weights 1/||x_n - m||": (w[:, None] * x).sum(0)})
+    return _passed(name, 1)
+
+def check_lr_schedule(fn: Callable) -> bool:
+    "Check `fn(step, lr, warmup, total, decay_frac) -> float`: linear warm-up over `warmup` steps, then constant, then linear decay to 0."
+    name, T, w, f, lr = "check_lr_schedule", 100, 10, 0.2, 1e-3
+    want = [_lr_at(_TrainConfig(n_tokens=T, batch_size=1, lr=lr, lr_warmup_steps=w, lr_decay_frac=f), s) for s in range(T)]
+    got = [float(_call(name, fn, s, lr, w, T, f)) for s in range(T)]
+    if not _same(got, want, 1e-9):
+        _diagnose(name, f"{T} steps, warm-up {w}, decay over the last {f:.0%}", got, want, {
+            "the warm-up reaches lr at step warmup - 1 ((step + 1) / warmup): at step 0 the rate is lr / warmup, not 0":
+                [lr * min(1, s / w) * min(1, (T - s) / (f * T)) for s in range(T)],
+            "the last decay_frac of the steps decay linearly to 0": [lr * min(1, (s + 1) / w) for s in range(T)]})
+    return _passed(name, T)
+
+def check_coverage(fn: Callable) -> bool:
+    "Check `fn(W_dec, true_features, threshold) -> float`: the share of true features some learned feature matches with cosine >= threshold."
+    name, g = "check_coverage", torch.Generator().manual_seed(9)
+    F = torch.randn(10, 6, generator=g); F = F / F.norm(dim=1, keepdim=True)
+    W = torch.cat([F[:4] * 3.0 + 0.05 * torch.randn(4, 6, generator=g),     # four true features found (other norms)
+                   -F[4:6],                                               # two found with the wrong sign
+                   torch.randn(6, 6, generator=g)])                       # and some noise
+    got, want = float(_call(name, fn, W, F, 0.9)), _coverage(W, F, 0.9)
+    if abs(got - want) > 1e-6:
+        U = W / W.norm(dim=1, keepdim=True)
+        _diagnose(name, "10 true features, 4 of them learned, 2 learned with the wrong sign", got, want, {
+            "coverage is the share of the true features that are matched, not the share of learned features": _coverage(F, W, 0.9),
+            "cosine similarity needs unit rows: divide each learned row by its norm": float(((F @ W.T).amax(1) >= 0.9).float().mean()),
+            "the sign matters (codes are non-negative, so -f is another feature): no absolute value":
+                float(((F @ U.T).abs().amax(1) >= 0.9).float().mean())})
     return _passed(name, 1)
 
 # %% ../nbs/34_checks.ipynb #6e4e901e
