@@ -112,7 +112,8 @@ def _cmd_sweep(args) -> int:
     print(f"\n{exp.name} at profile {exp.profile!r}: {exp.arch}, {exp.d_sae} features, recipe {exp.recipe}\n")
     print(sweep_table(records))
     if args.record:
-        cmd = _command_line(f"saens sweep {exp.name} --profile {exp.profile} --param {args.param} --values {' '.join(map(str, args.values))}")
+        cmd = _command_line(f"saens sweep {exp.name} --profile {exp.profile} --param {args.param} --values {' '.join(map(str, args.values))}"
+                           + (f" --tokens {args.tokens}" if args.tokens else ""))
         print(f"recorded in {record_sweep(exp, records, args.record, cmd, time.time() - t0)}")
     return 0
 

@@ -425,8 +425,10 @@ def plot_coefficient_sweep(records: list[dict], title: str = ""):
     return fig
 
 def record_sweep(exp: Experiment, records: list[dict], dest, command: str, seconds: float) -> Path:
-    "Write a sweep into `dest/sweep-<name>-<profile>-<setting>/`: sweep.json, sweep.md, sweep.png and run.json."
-    out = Path(dest) / f"sweep-{exp.name}-{exp.profile}-{records[0]['name']}"
+    """Write a sweep into `dest/sweep-<name>-<profile>-<setting>/` (with `-<tokens>` when it trained another number of
+    tokens than the config's): sweep.json, sweep.md, sweep.png and run.json."""
+    tokens = records[0].get("n_tokens", exp.train["n_tokens"])
+    out = Path(dest) / (f"sweep-{exp.name}-{exp.profile}-{records[0]['name']}" + (f"-{tokens}" if tokens != exp.train["n_tokens"] else ""))
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(dict(config=asdict(exp), records=records), indent=1, default=str))
     (out / "sweep.md").write_text(sweep_table(records) + "\n")
