@@ -125,17 +125,35 @@ def claims_table(claims: dict) -> str:
     names = ("boosting more stable than expanded", "bagging the most stable")
     return markdown_table(["variant", *names], [[v, *("yes" if c[n] else "no" for n in names)] for v, c in claims.items()])
 
+def _merge_recorded(out: Path, exp: Experiment, base: str, records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """`records` plus the variants an earlier command recorded in `out` for the same setting and base (the new run's
+    variants replace theirs), in `ablation_variants` order; and the earlier commands' run.json entries."""
+    f = out / "records.json"
+    old = json.loads(f.read_text()) if f.exists() else {}
+    if old.get("fingerprint") != exp.fingerprint() or old.get("base") != base: return records, []
+    new = {r["variant"] for r in records}
+    merged = [r for r in old["records"] if r["variant"] not in new] + records
+    order = {name: i for i, (name, _) in enumerate(ablation_variants(exp, base))}
+    merged.sort(key=lambda r: order.get(r["variant"], len(order)))
+    earlier = old.get("runs", [])
+    if (out / "run.json").exists(): earlier = earlier + [json.loads((out / "run.json").read_text())]
+    return merged, earlier
+
 def record_ablation(exp: Experiment, records: list[dict], base: str, dest, command: str, seconds: float) -> Path:
-    "Write an ablation into `dest/ablation-<name>-<profile>-<base>/`: records.json, ablation.md, ablation.png, run.json."
+    """Write an ablation into `dest/ablation-<name>-<profile>-<base>/`: records.json, ablation.md, ablation.png, run.json.
+    Variants recorded there earlier for the same setting and base are kept (so an ablation can be run and recorded a
+    few variants at a time, `--only`), and their commands are listed in run.json under `earlier`."""
     from saens.experiments import write_run_json
     import matplotlib.pyplot as plt
     out = Path(dest) / f"ablation-{exp.name}-{exp.profile}-{base}"
     out.mkdir(parents=True, exist_ok=True)
+    records, earlier = _merge_recorded(out, exp, base, records)
     summary = ablation_summary(records, exp.J)
-    (out / "records.json").write_text(json.dumps(dict(base=base, records=records, summary=summary), indent=1, default=str))
+    (out / "records.json").write_text(json.dumps(dict(base=base, fingerprint=exp.fingerprint(), records=records, summary=summary,
+                                                      runs=earlier), indent=1, default=str))
     (out / "ablation.md").write_text(ablation_table(summary) + "\n\n" + claims_table(stability_claims(summary)) + "\n")
     plot_ablation(summary, f"{exp.name} ({exp.profile}): one difference from {base} at a time").savefig(out / "ablation.png", dpi=120)
     plt.close("all")
-    write_run_json(out, exp, command, seconds)
+    write_run_json(out, exp, command, seconds, **(dict(earlier=[r.get("command") for r in earlier]) if earlier else {}))
     return out
 

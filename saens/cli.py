@@ -124,7 +124,8 @@ def _cmd_ablation(args) -> int:
     records = run_ablation(exp, args.base, only=args.only, methods=args.methods)
     print(ablation_table(ablation_summary(records, exp.J)))
     if args.record:
-        cmd = _command_line(f"saens ablation {exp.name} --profile {exp.profile} --base {args.base}")
+        cmd = _command_line(f"saens ablation {exp.name} --profile {exp.profile} --base {args.base}"
+                            + (" --only " + " ".join(f"'{o}'" if " " in o else o for o in args.only) if args.only else ""))
         print(f"recorded in {record_ablation(exp, records, args.base, args.record, cmd, time.time() - t0)}")
     return 0
 
