@@ -46,3 +46,12 @@ def test_student_chapters_fail_at_their_first_check_with_its_message(student, mo
 def _as_nb(path):
     from execnb.nbio import read_nb
     return read_nb(path)
+
+
+def test_the_student_command_writes_the_chapters_with_exercises(tmp_path, capsys):
+    from saens.cli import main
+    assert main(["student", str(tmp_path / "course")]) == 0
+    written = sorted(p.name for p in (tmp_path / "course").glob("*.ipynb"))
+    assert written == sorted(p.name for p in NBS_DIR.glob("*.ipynb") if any(is_solution(c) for c in json.loads(p.read_text())["cells"]))
+    assert {"00_proposition.ipynb", "02_train.ipynb", "05_toy.ipynb", "22_scr.ipynb"} <= set(written)
+    assert "wrote" in capsys.readouterr().out
