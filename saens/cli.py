@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -101,7 +102,7 @@ def _cmd_eval(args) -> int:
 
 def _command_line(default: str) -> str:
     "The command as the user typed it (for recorded results), or `default` when not run from the console script."
-    return "saens " + " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name == "saens" else default
+    return "saens " + shlex.join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name == "saens" else default
 
 def _cmd_sweep(args) -> int:
     setup_command(args)
