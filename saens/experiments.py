@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -32,7 +33,7 @@ __all__ = ['CONFIG_DIR', 'METHODS', 'METHOD_IO', 'TABLE_METRICS', 'RESULT_FILES'
            'claims_markdown', 'report_table', 'plot_table1', 'plot_training_curves', 'plot_sweep', 'run_experiment',
            'record_results', 'write_run_json', 'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep',
            'record_sweep', 'recorded', 'show_recorded', 'profiles_table', 'run_setting', 'check_table1',
-           'compare_with_recorded']
+           'check_learned_l0', 'compare_with_recorded']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
@@ -494,6 +495,15 @@ def check_table1(records: list[dict], J: int):
     assert st["ev"]["boosting", J][0] > st["ev"]["boosting", 1][0] and st["mse"]["boosting", J][0] < st["mse"]["boosting", 1][0]
     for r in records:
         assert 0 <= r["connectivity"] <= 1 and 0 <= r["stability"] <= 1 and r["ev"] <= 1 and r["mse"] >= 0, r
+
+def check_learned_l0(records: list[dict], J: int) -> dict:
+    """For an architecture that learns its sparsity (ReLU, JumpReLU): print each model's mean L0 and assert that a bagging
+    ensemble's is close to J times its first member's (its code is the members' codes side by side). Returns the L0s."""
+    rows = [("bagging", 1), ("expanded", J), ("bagging", J), ("boosting", 1), ("boosting", J)]
+    l0 = {m: float(np.mean([r["l0"] for r in records if (r["method"], r["J"]) == m])) for m in rows}
+    print(markdown_table(["model", "L0"], [[f"{m} (J={j})", f"{v:.1f}"] for (m, j), v in l0.items()]))
+    assert 0.5 * J * l0["bagging", 1] < l0["bagging", J] < 1.5 * J * l0["bagging", 1], l0
+    return l0
 
 def compare_with_recorded(name: str, records: list[dict], J: int, profile: str | None = None):
     "The paper's claims as measured here, next to the recorded `laptop` run of `name` (shown in full, with its figures)."
