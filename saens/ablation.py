@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+from .io import atomic_write_text, read_json
 from .experiments import Experiment, METHODS, run_dir, sub_ensembles, train_methods, training_data
 from .metrics import evaluate_models
 from .tables import markdown_table
@@ -18,7 +19,7 @@ from .train import RECIPE_DATA, RECIPES, TrainConfig
 
 # %% auto #0
 __all__ = ['DIFFERENCES', 'ABLATION_METRICS', 'ablation_variants', 'run_ablation', 'ablation_summary', 'stability_claims',
-           'plot_ablation', 'ablation_table', 'claims_table', 'record_ablation']
+           'plot_ablation', 'ablation_table', 'claims_table', 'ablation_dir', 'recorded_variants', 'record_ablation']
 
 # %% ../nbs/15_recipes.ipynb #67295530
 # the differences between the recipes, as switches: name -> the TrainConfig fields it changes (or "keep_bos", the data side)
@@ -57,11 +58,13 @@ def ablation_variants(exp: Experiment, base: str = "saens") -> list[tuple[str, E
 # %% ../nbs/15_recipes.ipynb #a8f43aa1
 ABLATION_METRICS = ("ev", "mse", "dead_frac", "stability", "stability_random")
 
-def run_ablation(exp: Experiment, base: str = "saens", only=None, methods=METHODS, progress: bool = False, log=print) -> list[dict]:
-    "Train and evaluate every variant of `ablation_variants` (or those named in `only`); one record per model, labelled."
+def run_ablation(exp: Experiment, base: str = "saens", only=None, methods=METHODS, skip=(), progress: bool = False,
+                 log=print) -> list[dict]:
+    """Train and evaluate every variant of `ablation_variants` (or the base and those named in `only`), except the
+    variants named in `skip` (already recorded, say); one record per model, labelled."""
     records = []
     for name, e in ablation_variants(exp, base):
-        if e is None or (only is not None and name not in only and not name.endswith("(base)")): continue
+        if e is None or name in skip or (only is not None and name not in only and not name.endswith("(base)")): continue
         t0 = time.time()
         cache, data = training_data(e, progress=progress)
         models = sub_ensembles(train_methods(e, data, methods, progress=progress, log=lambda s: None), e.J, (1,))
@@ -125,12 +128,25 @@ def claims_table(claims: dict) -> str:
     names = ("boosting more stable than expanded", "bagging the most stable")
     return markdown_table(["variant", *names], [[v, *("yes" if c[n] else "no" for n in names)] for v, c in claims.items()])
 
+def ablation_dir(dest, exp: Experiment, base: str) -> Path:
+    "Where `record_ablation` writes: `dest/ablation-<config>-<profile>-<base>/`."
+    return Path(dest) / f"ablation-{exp.name}-{exp.profile}-{base}"
+
+def _recorded(out: Path, exp: Experiment, base: str) -> dict:
+    "What an earlier command recorded in `out`, if it was for the same setting (fingerprint) and base; else {}."
+    f = out / "records.json"
+    old = read_json(f, "a recorded ablation") if f.exists() else {}
+    return old if old.get("fingerprint") == exp.fingerprint() and old.get("base") == base else {}
+
+def recorded_variants(dest, exp: Experiment, base: str = "saens") -> set[str]:
+    "The variants (the base among them) already recorded under `dest` for this setting and base."
+    return {r["variant"] for r in _recorded(ablation_dir(dest, exp, base), exp, base).get("records", [])}
+
 def _merge_recorded(out: Path, exp: Experiment, base: str, records: list[dict]) -> tuple[list[dict], list[dict]]:
     """`records` plus the variants an earlier command recorded in `out` for the same setting and base (the new run's
     variants replace theirs), in `ablation_variants` order; and the earlier commands' run.json entries."""
-    f = out / "records.json"
-    old = json.loads(f.read_text()) if f.exists() else {}
-    if old.get("fingerprint") != exp.fingerprint() or old.get("base") != base: return records, []
+    old = _recorded(out, exp, base)
+    if not old: return records, []
     new = {r["variant"] for r in records}
     merged = [r for r in old["records"] if r["variant"] not in new] + records
     order = {name: i for i, (name, _) in enumerate(ablation_variants(exp, base))}
@@ -145,13 +161,13 @@ def record_ablation(exp: Experiment, records: list[dict], base: str, dest, comma
     few variants at a time, `--only`), and their commands are listed in run.json under `earlier`."""
     from saens.experiments import write_run_json
     import matplotlib.pyplot as plt
-    out = Path(dest) / f"ablation-{exp.name}-{exp.profile}-{base}"
+    out = ablation_dir(dest, exp, base)
     out.mkdir(parents=True, exist_ok=True)
     records, earlier = _merge_recorded(out, exp, base, records)
     summary = ablation_summary(records, exp.J)
-    (out / "records.json").write_text(json.dumps(dict(base=base, fingerprint=exp.fingerprint(), records=records, summary=summary,
-                                                      runs=earlier), indent=1, default=str))
-    (out / "ablation.md").write_text(ablation_table(summary) + "\n\n" + claims_table(stability_claims(summary)) + "\n")
+    atomic_write_text(out / "records.json", json.dumps(dict(base=base, fingerprint=exp.fingerprint(), records=records,
+                                                            summary=summary, runs=earlier), indent=1, default=str))
+    atomic_write_text(out / "ablation.md", ablation_table(summary) + "\n\n" + claims_table(stability_claims(summary)) + "\n")
     plot_ablation(summary, f"{exp.name} ({exp.profile}): one difference from {base} at a time").savefig(out / "ablation.png", dpi=120)
     plt.close("all")
     write_run_json(out, exp, command, seconds, **(dict(earlier=[r.get("command") for r in earlier]) if earlier else {}))

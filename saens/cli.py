@@ -120,14 +120,19 @@ def _cmd_sweep(args) -> int:
 
 def _cmd_ablation(args) -> int:
     setup_command(args)
-    from saens.ablation import ablation_summary, ablation_table, record_ablation, run_ablation
+    from saens.ablation import ablation_summary, ablation_table, record_ablation, recorded_variants, run_ablation
     t0 = time.time(); exp = _exp(args)
-    records = run_ablation(exp, args.base, only=args.only, methods=args.methods)
-    print(ablation_table(ablation_summary(records, exp.J)))
-    if args.record:
-        cmd = _command_line(f"saens ablation {exp.name} --profile {exp.profile} --base {args.base}"
-                            + (" --only " + " ".join(f"'{o}'" if " " in o else o for o in args.only) if args.only else ""))
-        print(f"recorded in {record_ablation(exp, records, args.base, args.record, cmd, time.time() - t0)}")
+    # recording a few more variants: the base already recorded for this setting is not evaluated again (it is kept there)
+    skip = {v for v in recorded_variants(args.record, exp, args.base) if v.endswith("(base)")} if args.record and args.only else set()
+    if skip: print(f"the base is already recorded in {args.record} for this setting: evaluating only {', '.join(args.only)}")
+    records = run_ablation(exp, args.base, only=args.only, methods=args.methods, skip=skip)
+    if not args.record:
+        print(ablation_table(ablation_summary(records, exp.J)))
+        return 0
+    cmd = _command_line(f"saens ablation {exp.name} --profile {exp.profile} --base {args.base}"
+                        + (" --only " + " ".join(f"'{o}'" if " " in o else o for o in args.only) if args.only else ""))
+    out = record_ablation(exp, records, args.base, args.record, cmd, time.time() - t0)
+    print((out / "ablation.md").read_text() + f"recorded in {out}")
     return 0
 
 def _cmd_student(args) -> int:

@@ -107,3 +107,19 @@ def test_streamed_training_stores_only_the_held_out_tokens(tmp_path, capsys):
     ckpt = next((run / "checkpoints").rglob("checkpoint.pt"))
     import torch
     assert torch.load(ckpt, weights_only=False)["data"]["kind"] == "stream"   # the checkpoint says what it streamed
+
+
+def test_ablation_records_a_few_variants_at_a_time_without_evaluating_the_base_again(tmp_path, capsys):
+    import json
+    home, dest = str(tmp_path / "home"), tmp_path / "results"
+    args = ["ablation", "ablation", "--profile", "ci", "--home", home, "--record", str(dest)]
+    assert main([*args, "--only", "betas"]) == 0
+    assert "already recorded" not in capsys.readouterr().out               # the first command evaluates the base
+    assert main([*args, "--only", "grad clip"]) == 0
+    out = capsys.readouterr().out
+    assert "the base is already recorded" in out and "saens (base): " not in out and "grad clip: " in out
+    folder = dest / "ablation-ablation-ci-saens"
+    saved = json.loads((folder / "records.json").read_text())
+    assert list(saved["summary"]) == ["saens (base)", "betas", "grad clip"]   # the base kept from the first command
+    run = json.loads((folder / "run.json").read_text())
+    assert run["command"].endswith("--only 'grad clip'") and run["earlier"][0].endswith("--only betas")
