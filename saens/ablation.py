@@ -19,7 +19,8 @@ from .train import RECIPE_DATA, RECIPES, TrainConfig
 
 # %% auto #0
 __all__ = ['DIFFERENCES', 'ABLATION_METRICS', 'ablation_variants', 'run_ablation', 'ablation_summary', 'stability_claims',
-           'plot_ablation', 'ablation_table', 'claims_table', 'ablation_dir', 'recorded_variants', 'record_ablation']
+           'plot_ablation', 'ablation_table', 'claims_table', 'ablation_dir', 'recorded_variants', 'record_ablation',
+           'init_cosines', 'boosting_diagnosis', 'diagnosis_table', 'diagnosis_dir', 'record_diagnosis']
 
 # %% ../nbs/15_recipes.ipynb #67295530
 # the differences between the recipes, as switches: name -> the TrainConfig fields it changes (or "keep_bos", the data side)
@@ -173,3 +174,89 @@ def record_ablation(exp: Experiment, records: list[dict], base: str, dest, comma
     write_run_json(out, exp, command, seconds, **(dict(earlier=[r.get("command") for r in earlier]) if earlier else {}))
     return out
 
+
+# %% ../nbs/15_recipes.ipynb #088c18dc
+import torch
+import torch.nn.functional as F
+from dataclasses import replace
+from .ensemble import _residual_fn
+from .memory import hold_residuals, next_residual
+from .metrics import stability, stability_random_expected
+from .sae import SAE, make_sae
+from .train import train_sae
+
+def init_cosines(sae: SAE, init: str = "tied") -> torch.Tensor:
+    """Per feature, the cosine between its trained decoder row and the row it started from, rebuilt from the SAE's seed
+    as the recipe drew it (`init`: 'tied' or 'kaiming', `TrainConfig.init`). All 1 for an untrained SAE."""
+    start = make_sae(**sae.config)
+    if init == "kaiming": start.reinit_("kaiming")
+    return F.cosine_similarity(sae.W_dec.detach().float().cpu(), start.W_dec.float(), dim=-1)
+
+def _pair_stability(saes) -> float: return stability([m.W_dec.detach().float().cpu() for m in saes])
+
+def boosting_diagnosis(exp: Experiment, seeds=(0, 1), lengths=(), progress: bool = False, log=print) -> dict:
+    """Measure why boosting's members after the first are (un)stable, on the runs `exp` has trained (training any that
+    are missing): drift cosines per member position (bagging and boosting, run `seeds[0]`), the per-token cosine of the
+    two runs' residuals after their first members, and the stability of: the two first members; the two second members;
+    run a's second member and its twin (trained on run a's residual from run b's seed). For each of `lengths`, fresh
+    pairs (first members on the activations, second members on run a's residual; each pair differs only in its seed)
+    trained for that many tokens."""
+    cache, data = training_data(exp, progress=progress)
+    models = train_methods(exp, data, ("bagging", "boosting"), progress=progress, log=log)
+    cfg = exp.train_config(progress=False)
+    a, b = (models["boosting", exp.J, s] for s in seeds)
+    X = cache.eval.tensor().float()
+    with torch.no_grad(): ra, rb = X - a.members[0](X), X - b.members[0](X)
+    held = hold_residuals(data, "auto")
+    r = next_residual(a.members[0], data, device=cfg.device) if held else data
+    def second(seed: int, c=cfg) -> SAE:                     # a second member on run a's residual, from `seed`
+        return train_sae(make_sae(**{**a.members[1].config, "seed": seed}), r, c, raw=data,
+                         transform=None if held else (lambda x: _residual_fn([a.members[0]], x)))
+    def first(seed: int, c) -> SAE: return train_sae(make_sae(**{**a.members[0].config, "seed": seed}), data, c)
+    twin = second(b.members[1].seed)
+    out = dict(seeds=list(seeds), n_tokens=cfg.n_tokens, d_sae=a.members[0].d_sae,
+               floor=stability_random_expected([a.members[0].d_sae] * 2, X.shape[1]),
+               drift={m: [init_cosines(s, cfg.init).mean().item() for s in models[m, exp.J, seeds[0]].members]
+                      for m in ("bagging", "boosting")},
+               residual_cosine=F.cosine_similarity(ra, rb, dim=-1).mean().item(),
+               residual_norm=(ra.norm(dim=-1) / X.norm(dim=-1)).mean().item(),
+               first_members=_pair_stability([a.members[0], b.members[0]]),
+               second_members=_pair_stability([a.members[1], b.members[1]]),
+               second_same_residual=_pair_stability([a.members[1], twin]), lengths={})
+    for n in lengths:
+        c = replace(cfg, n_tokens=int(n))
+        out["lengths"][int(n)] = dict(first_members=_pair_stability([first(a.members[0].seed, c), first(b.members[0].seed, c)]),
+                                      second_same_residual=_pair_stability([second(a.members[1].seed, c), second(b.members[1].seed, c)]))
+        log(f"{n} tokens: {out['lengths'][int(n)]}")
+    return out
+
+def diagnosis_table(d: dict) -> str:
+    "`boosting_diagnosis` as Markdown: the pairs' stabilities against their floor, then the residual and the drift."
+    n = f"{d['n_tokens']:,} tokens"
+    rows = [["first members (the activations; only the seed differs)", n, f"{d['first_members']:.3f}"],
+            ["second members (each on its own run's residual)", n, f"{d['second_members']:.3f}"],
+            ["second member and its twin (the same residual; only the seed differs)", n, f"{d['second_same_residual']:.3f}"]]
+    for t, s in d["lengths"].items():
+        rows += [["first members, trained afresh", f"{int(t):,} tokens", f"{s['first_members']:.3f}"],
+                 ["second members on the same residual, trained afresh", f"{int(t):,} tokens", f"{s['second_same_residual']:.3f}"]]
+    rows.append([f"random floor of two dictionaries of {d['d_sae']:,}", "", f"{d['floor']:.3f}"])
+    lines = [markdown_table(["pair of SAEs", "trained for", "stability"], rows), "",
+             f"Residual after the first member: per-token cosine between the two runs {d['residual_cosine']:.3f}; "
+             f"norm {d['residual_norm']:.3f} of the activation's.", "",
+             markdown_table(["drift cosine (1 = untrained)", *(f"member {j + 1}" for j in range(len(d['drift']['boosting'])))],
+                            [[m, *(f"{v:.3f}" for v in d["drift"][m])] for m in ("bagging", "boosting")])]
+    return "\n".join(lines)
+
+# %% ../nbs/15_recipes.ipynb #3d738029
+def diagnosis_dir(dest, exp: Experiment) -> Path:
+    "Where `record_diagnosis` writes: `dest/diagnosis-<config>-<profile>-<recipe>/`."
+    return Path(dest) / f"diagnosis-{exp.name}-{exp.profile}-{exp.recipe}"
+
+def record_diagnosis(exp: Experiment, d: dict, dest, command: str, seconds: float) -> Path:
+    "Write `boosting_diagnosis`'s result into `diagnosis_dir(dest, exp)`: records.json, diagnosis.md, run.json."
+    from saens.experiments import write_run_json
+    out = diagnosis_dir(dest, exp); out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "records.json", json.dumps(dict(fingerprint=exp.fingerprint(), diagnosis=d), indent=1))
+    atomic_write_text(out / "diagnosis.md", diagnosis_table(d) + "\n")
+    write_run_json(out, exp, command, seconds)
+    return out

@@ -118,10 +118,23 @@ def _cmd_sweep(args) -> int:
         print(f"recorded in {record_sweep(exp, records, args.record, cmd, time.time() - t0)}")
     return 0
 
+def _diagnose(args, exp, t0) -> int:
+    "`saens ablation CONFIG --diagnose`: why boosting's later members are (un)stable, on the base recipe's runs (chapter 15)."
+    from saens.ablation import ablation_variants, boosting_diagnosis, diagnosis_table, record_diagnosis
+    base = ablation_variants(exp, args.base)[0][1]
+    d = boosting_diagnosis(base, lengths=args.lengths or ())
+    print(diagnosis_table(d))
+    if args.record:
+        cmd = _command_line(f"saens ablation {exp.name} --profile {exp.profile} --base {args.base} --diagnose"
+                            + (" --lengths " + " ".join(map(str, args.lengths)) if args.lengths else ""))
+        print(f"recorded in {record_diagnosis(base, d, args.record, cmd, time.time() - t0)}")
+    return 0
+
 def _cmd_ablation(args) -> int:
     setup_command(args)
     from saens.ablation import ablation_summary, ablation_table, record_ablation, recorded_variants, run_ablation
     t0 = time.time(); exp = _exp(args)
+    if args.diagnose: return _diagnose(args, exp, t0)
     # recording a few more variants: the base already recorded for this setting is not evaluated again (it is kept there)
     skip = {v for v in recorded_variants(args.record, exp, args.base) if v.endswith("(base)")} if args.record and args.only else set()
     if skip: print(f"the base is already recorded in {args.record} for this setting: evaluating only {', '.join(args.only)}")
@@ -228,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--base", choices=("saens", "authors"), default="saens", help="the recipe to start from (default: %(default)s)")
     a.add_argument("--only", nargs="+", default=None, help="only these differences (names as in chapter 15), besides the base")
     a.add_argument("--record", default=None, metavar="DIR", help="write the ablation (table, figure, command, commit, time) into DIR/ablation-<config>-<profile>-<base>/")
+    a.add_argument("--diagnose", action="store_true", help="instead of the ablation: measure why boosting's members after the "
+                   "first are (un)stable on the base recipe's runs (drift from their start, the residuals, a twin on the same "
+                   "residual); with --record, into DIR/diagnosis-<config>-<profile>-<base>/")
+    a.add_argument("--lengths", nargs="+", type=int, default=None, metavar="N",
+                   help="with --diagnose: also train fresh pairs of first and of second members for N tokens each")
     a.set_defaults(func=_cmd_ablation)
 
     st = sub.add_parser("student", help="write the student versions of the chapters: each exercise's solution replaced by a stub",

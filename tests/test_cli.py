@@ -109,7 +109,7 @@ def test_streamed_training_stores_only_the_held_out_tokens(tmp_path, capsys):
     assert torch.load(ckpt, weights_only=False)["data"]["kind"] == "stream"   # the checkpoint says what it streamed
 
 
-def test_ablation_records_a_few_variants_at_a_time_without_evaluating_the_base_again(tmp_path, capsys):
+def test_ablation_records_a_few_variants_at_a_time_without_evaluating_the_base_again_then_diagnoses_boosting(tmp_path, capsys):
     import json
     home, dest = str(tmp_path / "home"), tmp_path / "results"
     args = ["ablation", "ablation", "--profile", "ci", "--home", home, "--record", str(dest)]
@@ -123,3 +123,10 @@ def test_ablation_records_a_few_variants_at_a_time_without_evaluating_the_base_a
     assert list(saved["summary"]) == ["saens (base)", "betas", "grad clip"]   # the base kept from the first command
     run = json.loads((folder / "run.json").read_text())
     assert run["command"].endswith("--only 'grad clip'") and run["earlier"][0].endswith("--only betas")
+    # the diagnosis of boosting reads the base runs just trained (nothing is trained again but its twin)
+    assert main([*args, "--diagnose"]) == 0
+    out = capsys.readouterr().out
+    assert "trained boosting" not in out and "trained bagging" not in out and "second member and its twin" in out
+    diag = dest / "diagnosis-ablation-ci-saens"
+    assert json.loads((diag / "run.json").read_text())["command"].endswith("--diagnose")
+    assert json.loads((diag / "records.json").read_text())["diagnosis"]["seeds"] == [0, 1]
