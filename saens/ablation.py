@@ -20,7 +20,8 @@ from .train import RECIPE_DATA, RECIPES, TrainConfig
 # %% auto #0
 __all__ = ['DIFFERENCES', 'ABLATION_METRICS', 'ablation_variants', 'run_ablation', 'ablation_summary', 'stability_claims',
            'plot_ablation', 'ablation_table', 'claims_table', 'ablation_dir', 'recorded_variants', 'record_ablation',
-           'init_cosines', 'boosting_diagnosis', 'diagnosis_table', 'diagnosis_dir', 'record_diagnosis']
+           'init_cosines', 'boosting_diagnosis', 'diagnosis_table', 'plot_diagnosis', 'diagnosis_dir',
+           'record_diagnosis']
 
 # %% ../nbs/15_recipes.ipynb #67295530
 # the differences between the recipes, as switches: name -> the TrainConfig fields it changes (or "keep_bos", the data side)
@@ -247,16 +248,41 @@ def diagnosis_table(d: dict) -> str:
                             [[m, *(f"{v:.3f}" for v in d["drift"][m])] for m in ("bagging", "boosting")])]
     return "\n".join(lines)
 
+def plot_diagnosis(d: dict, title: str = ""):
+    """Left: stability of pairs that differ only in their seed, first members (on the activations) and second members
+    (on the same residual), against training length, with the random floor. Right: drift cosine per member position."""
+    import matplotlib.pyplot as plt
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.4))
+    runs = {d["n_tokens"]: dict(first_members=d["first_members"], second_same_residual=d["second_same_residual"]),
+            **{int(t): s for t, s in d["lengths"].items()}}
+    t = sorted(runs)
+    for key, label, color in (("first_members", "first members, same activations", "tab:orange"),
+                              ("second_same_residual", "second members, same residual", "tab:green")):
+        ax.plot(t, [runs[n][key] for n in t], "o-", color=color, label=label)
+    ax.scatter([d["n_tokens"]], [d["second_members"]], marker="x", color="tab:green", zorder=3,
+               label="second members, each run's own residual")
+    ax.axhline(d["floor"], color="k", ls="--", lw=0.8, label="random floor")
+    ax.set_xscale("log"); ax.set_xlabel("training tokens per SAE"); ax.set_ylabel("stability of the pair"); ax.legend(fontsize=7)
+    for m, color in (("bagging", "tab:orange"), ("boosting", "tab:green")):
+        bx.plot(range(1, len(d["drift"][m]) + 1), d["drift"][m], "o-", color=color, label=m)
+    bx.axhline(1, color="k", ls=":", lw=0.8); bx.text(1, 0.97, "untrained", fontsize=7, va="top")
+    bx.set_xticks(range(1, len(d["drift"]["boosting"]) + 1)); bx.set_ylim(0, 1.05); bx.set_xlabel("member position"); bx.set_ylabel("drift cosine from its start"); bx.legend(fontsize=7)
+    fig.suptitle(title); fig.tight_layout()
+    return fig
+
 # %% ../nbs/15_recipes.ipynb #3d738029
 def diagnosis_dir(dest, exp: Experiment) -> Path:
     "Where `record_diagnosis` writes: `dest/diagnosis-<config>-<profile>-<recipe>/`."
     return Path(dest) / f"diagnosis-{exp.name}-{exp.profile}-{exp.recipe}"
 
 def record_diagnosis(exp: Experiment, d: dict, dest, command: str, seconds: float) -> Path:
-    "Write `boosting_diagnosis`'s result into `diagnosis_dir(dest, exp)`: records.json, diagnosis.md, run.json."
+    "Write `boosting_diagnosis`'s result into `diagnosis_dir(dest, exp)`: records.json, diagnosis.md, diagnosis.png, run.json."
     from saens.experiments import write_run_json
     out = diagnosis_dir(dest, exp); out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "records.json", json.dumps(dict(fingerprint=exp.fingerprint(), diagnosis=d), indent=1))
     atomic_write_text(out / "diagnosis.md", diagnosis_table(d) + "\n")
+    import matplotlib.pyplot as plt
+    plot_diagnosis(d, f"{exp.name} ({exp.profile}, {exp.recipe} recipe): two boosting runs").savefig(out / "diagnosis.png", dpi=120)
+    plt.close("all")
     write_run_json(out, exp, command, seconds)
     return out
