@@ -143,7 +143,7 @@ def _cmd_ablation(args) -> int:
         print(ablation_table(ablation_summary(records, exp.J)))
         return 0
     cmd = _command_line(f"saens ablation {exp.name} --profile {exp.profile} --base {args.base}"
-                        + (" --only " + " ".join(f"'{o}'" if " " in o else o for o in args.only) if args.only else ""))
+                        + (" --only " + shlex.join(args.only) if args.only else ""))
     out = record_ablation(exp, records, args.base, args.record, cmd, time.time() - t0)
     print((out / "ablation.md").read_text() + f"recorded in {out}")
     return 0
