@@ -31,9 +31,9 @@ __all__ = ['CONFIG_DIR', 'METHODS', 'METHOD_IO', 'TABLE_METRICS', 'RESULT_FILES'
            'load_config', 'cache_dir', 'run_dir', 'get_cache', 'open_stream', 'training_data', 'ResourceError',
            'resource_estimate', 'check_resources', 'method_seed', 'train_methods', 'sub_ensembles', 'paper_claims',
            'claims_markdown', 'report_table', 'plot_table1', 'plot_training_curves', 'plot_sweep', 'run_experiment',
-           'record_results', 'write_run_json', 'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep',
-           'record_sweep', 'recorded', 'show_recorded', 'profiles_table', 'run_setting', 'check_table1',
-           'check_learned_l0', 'compare_with_recorded']
+           'record_results', 'copy_histories', 'write_run_json', 'coefficient_sweep', 'sweep_table',
+           'plot_coefficient_sweep', 'record_sweep', 'recorded', 'show_recorded', 'profiles_table', 'run_setting',
+           'check_table1', 'check_learned_l0', 'compare_with_recorded']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
@@ -363,10 +363,18 @@ def record_results(exp: Experiment, dest, command: str, seconds: float) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for f in RESULT_FILES:
         if (src / f).exists(): shutil.copy2(src / f, out / f)
+    histories = copy_histories(src, out)
     # a run resumed over several commands: `seconds` is the last one's; every model's own training time is in its history.json
-    trained = [json.loads(f.read_text()).get("seconds", 0) for f in sorted(src.glob("*/history.json"))]
+    trained = [json.loads(f.read_text()).get("seconds", 0) for f in histories]
     write_run_json(out, exp, command, seconds, training_seconds=round(sum(trained)), models_trained=len(trained))
     return out
+
+def copy_histories(src: Path, out: Path) -> list[Path]:
+    """Copy every trained model's `history.json` (its batch EV, L0 and dead fraction against steps, and its training time)
+    to `out/histories/<model>.json`, so that a reader can check a number quoted from a training curve. A few kB each."""
+    import shutil
+    (out / "histories").mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy2(f, out / "histories" / f"{f.parent.name}.json")) for f in sorted(Path(src).glob("*/history.json"))]
 
 def write_run_json(out: Path, exp: Experiment, command: str, seconds: float, **extra):
     "How a recorded result was made: the command, the commit, the wall time (of this command) and the machine, plus `extra`."

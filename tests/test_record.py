@@ -1,4 +1,4 @@
-"record_results: a run resumed over several commands records every model's own training time, not only the last command's."
+"record_results: a run resumed over several commands records every model's own training time, not only the last command's, and copies each model's history."
 import json
 
 
@@ -15,3 +15,6 @@ def test_record_results_sums_the_training_time_of_every_model(tmp_path, monkeypa
     run = json.loads((out / "run.json").read_text())
     assert (run["seconds"], run["training_seconds"], run["models_trained"]) == (5, 50, 3)
     assert (out / "table1.md").exists() and run["profile"] == "ci"
+    # every model's history travels with the results, under the model's folder name
+    assert sorted(f.name for f in (out / "histories").iterdir()) == ["bagging-J4-seed0.json", "boosting-J4-seed0.json", "expanded-J4-seed0.json"]
+    assert json.loads((out / "histories" / "expanded-J4-seed0.json").read_text())["seconds"] == 30.5
