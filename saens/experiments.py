@@ -29,11 +29,11 @@ from .train import RECIPE_DATA, RECIPES, TrainConfig, current_profile
 # %% auto #0
 __all__ = ['CONFIG_DIR', 'METHODS', 'METHOD_IO', 'TABLE_METRICS', 'RESULT_FILES', 'RESULTS_DIR', 'config_names', 'Experiment',
            'load_config', 'cache_dir', 'run_dir', 'get_cache', 'open_stream', 'training_data', 'ResourceError',
-           'resource_estimate', 'check_resources', 'method_seed', 'train_methods', 'sub_ensembles', 'paper_claims',
-           'claims_markdown', 'report_table', 'plot_table1', 'plot_training_curves', 'plot_sweep', 'run_experiment',
-           'record_results', 'copy_histories', 'write_run_json', 'coefficient_sweep', 'sweep_table',
-           'plot_coefficient_sweep', 'record_sweep', 'recorded', 'show_recorded', 'profiles_table', 'run_setting',
-           'check_table1', 'check_learned_l0', 'compare_with_recorded']
+           'resource_estimate', 'check_resources', 'method_seed', 'train_methods', 'sub_ensembles', 'claim_margins',
+           'paper_claims', 'claims_markdown', 'report_table', 'plot_table1', 'plot_training_curves', 'plot_sweep',
+           'run_experiment', 'record_results', 'copy_histories', 'run_settings', 'settings_changes', 'write_run_json',
+           'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep', 'record_sweep', 'recorded', 'show_recorded',
+           'profiles_table', 'run_setting', 'check_table1', 'check_learned_l0', 'compare_with_recorded']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
@@ -258,24 +258,33 @@ def sub_ensembles(models: dict, J_max: int, sizes=None) -> dict:
 
 TABLE_METRICS = ("ev", "mse", "l0", "connectivity", "stability", "stability_random", "dead_frac")
 
-def paper_claims(records: list[dict], J: int = 8) -> dict:
-    """The paper's Table 1 claims, each `True` or `False`, from evaluation records: boosting reconstructs better than the
-    expanded SAE, both ensembles are more stable than it, bagging is the most stable, and every stability is above the
-    stability that random directions of the same sizes score (else it means nothing)."""
+def claim_margins(records: list[dict], J: int = 8) -> dict:
+    """The paper's Table 1 claims as signed margins from evaluation records, positive where the claim holds: boosting
+    reconstructs better than the expanded SAE (EV, MSE), both ensembles are more stable than it, bagging is the most
+    stable, and every stability is above the stability that random directions of the same sizes score (else it means
+    nothing). A margin says how much a yes or a no rests on: 0.002 of stability is not a finding."""
     s = {m: summarize(records, m) for m in ("ev", "mse", "stability", "stability_random")}
     g = lambda metric, method: s[metric][method, J][0]
     stab = {m: g("stability", m) for m in METHODS}
-    return {"boosting beats expanded on EV": g("ev", "boosting") > g("ev", "expanded"),
-            "boosting beats expanded on MSE": g("mse", "boosting") < g("mse", "expanded"),
-            "bagging more stable than expanded": stab["bagging"] > stab["expanded"],
-            "boosting more stable than expanded": stab["boosting"] > stab["expanded"],
-            "bagging the most stable": stab["bagging"] >= max(stab["expanded"], stab["boosting"]),
-            "every stability above its random floor": all(stab[m] > g("stability_random", m) for m in METHODS)}
+    return {"boosting beats expanded on EV": g("ev", "boosting") - g("ev", "expanded"),
+            "boosting beats expanded on MSE": g("mse", "expanded") - g("mse", "boosting"),
+            "bagging more stable than expanded": stab["bagging"] - stab["expanded"],
+            "boosting more stable than expanded": stab["boosting"] - stab["expanded"],
+            "bagging the most stable": stab["bagging"] - max(stab["expanded"], stab["boosting"]),
+            "every stability above its random floor": min(stab[m] - g("stability_random", m) for m in METHODS)}
 
-def claims_markdown(columns: dict) -> str:
-    "`{column title: paper_claims(...)}` as one Markdown table: a row per claim, yes or no per column."
-    names = list(next(iter(columns.values())))
-    return markdown_table(["claim", *columns], [[n, *("yes" if c[n] else "no" for c in columns.values())] for n in names])
+def paper_claims(records: list[dict], J: int = 8) -> dict:
+    "Each of `claim_margins`' claims as `True` or `False` (bagging ties for the most stable count as a yes)."
+    return {n: m >= 0 if n == "bagging the most stable" else m > 0 for n, m in claim_margins(records, J).items()}
+
+def _margin(m: float) -> str: return f"{m:+,.0f}" if abs(m) >= 100 else f"{m:+.4f}"
+
+def claims_markdown(columns: dict, margins: dict | None = None) -> str:
+    """`{column title: paper_claims(...)}` as one Markdown table: a row per claim, yes or no per column, followed by
+    the margin it rests on where `margins` (`{column title: claim_margins(...)}`) gives one."""
+    names, margins = list(next(iter(columns.values()))), margins or {}
+    cell = lambda col, n: ("yes" if columns[col][n] else "no") + (f" ({_margin(margins[col][n])})" if col in margins else "")
+    return markdown_table(["claim", *columns], [[n, *(cell(col, n) for col in columns)] for n in names])
 
 def report_table(records: list[dict], J: int = 8) -> str:
     "Table 1 of a language-model experiment (chapter 5's `table1`): the paper's metrics, mean ± 95% CI over seeds."
@@ -376,6 +385,22 @@ def copy_histories(src: Path, out: Path) -> list[Path]:
     (out / "histories").mkdir(parents=True, exist_ok=True)
     return [Path(shutil.copy2(f, out / "histories" / f"{f.parent.name}.json")) for f in sorted(Path(src).glob("*/history.json"))]
 
+def run_settings(exp: Experiment) -> dict:
+    """What a run trained and evaluated, as plain JSON: the fields of `exp` in its fingerprint, plus the number of
+    ensembles and the expanded widths (they decide the records, not the models)."""
+    d = json.loads(json.dumps(asdict(exp), default=str))
+    for k in ("description", "d_in") + (() if exp.stream else ("buffer_tokens",)): d.pop(k)
+    return d
+
+def settings_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    "Where two `run_settings` differ, as `key: old -> new` lines (nested keys joined by dots)."
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict): out += settings_changes(a, b, f"{prefix}{k}.")
+        elif a != b: out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
 def write_run_json(out: Path, exp: Experiment, command: str, seconds: float, **extra):
     "How a recorded result was made: the command, the commit, the wall time (of this command) and the machine, plus `extra`."
     import platform, subprocess
@@ -383,7 +408,8 @@ def write_run_json(out: Path, exp: Experiment, command: str, seconds: float, **e
     try: commit, dirty = git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--", "."))
     except OSError: commit, dirty = "", None
     run = dict(command=command, commit=commit or None, uncommitted_changes=dirty, seconds=round(seconds), torch=torch.__version__,
-               cpus=os.cpu_count(), machine=platform.machine(), profile=exp.profile, recipe=exp.recipe, **extra)
+               cpus=os.cpu_count(), machine=platform.machine(), profile=exp.profile, recipe=exp.recipe,
+               fingerprint=exp.fingerprint(), settings=run_settings(exp), **extra)
     (out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
 
 
@@ -521,6 +547,13 @@ def compare_with_recorded(name: str, records: list[dict], J: int, profile: str |
     rec = recorded(name, "laptop")
     if rec is None:
         display(Markdown(f"No `laptop` run of {name} is recorded yet: `saens eval {name} --profile laptop --record results` makes one."))
-        display(Markdown(claims_markdown({here: paper_claims(records, J)}))); return
+        display(Markdown(claims_markdown({here: paper_claims(records, J)}, {here: claim_margins(records, J)}))); return
+    made, now = rec["run"].get("settings"), run_settings(load_config(name, "laptop"))
+    changes = settings_changes(made, now) if made else ["not known: its run.json predates recording the settings"]
+    if changes:   # the profile moved on since this run: say so before showing it
+        display(Markdown(f"**This recorded run was made with another `laptop` profile than the current one** "
+                         f"(`saens eval {name} --profile laptop --record results` re-records it). What changed since:\n\n"
+                         + "\n".join(f"- `{c}`" for c in changes)))
     show_recorded(rec["folder"], extra_markdown=member_stability_table(rec["records"], J))
-    display(Markdown(claims_markdown({here: paper_claims(records, J), "laptop, recorded": paper_claims(rec["records"], J)})))
+    cols = {here: records, "laptop, recorded": rec["records"]}
+    display(Markdown(claims_markdown({k: paper_claims(r, J) for k, r in cols.items()}, {k: claim_margins(r, J) for k, r in cols.items()})))

@@ -18,3 +18,18 @@ def test_record_results_sums_the_training_time_of_every_model(tmp_path, monkeypa
     # every model's history travels with the results, under the model's folder name
     assert sorted(f.name for f in (out / "histories").iterdir()) == ["bagging-J4-seed0.json", "boosting-J4-seed0.json", "expanded-J4-seed0.json"]
     assert json.loads((out / "histories" / "expanded-J4-seed0.json").read_text())["seconds"] == 30.5
+
+
+def test_run_json_records_the_settings_and_a_later_profile_change_is_listed(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAENS_HOME", str(tmp_path / "home"))
+    import copy
+    from saens.experiments import load_config, record_results, run_dir, run_settings, settings_changes
+    exp = load_config("quickstart", "ci")
+    src = run_dir(exp); src.mkdir(parents=True)
+    (src / "records.json").write_text(json.dumps(dict(records=[])))
+    run = json.loads((record_results(exp, tmp_path / "results", "saens eval quickstart --profile ci", 1.0) / "run.json").read_text())
+    assert run["fingerprint"] == exp.fingerprint() and run["settings"] == run_settings(exp)
+    assert settings_changes(run["settings"], run_settings(exp)) == []
+    later = copy.deepcopy(exp); later.train["lr"] = 0.5; later.sae_kwargs["k"] = 7; later.n_ensembles = 9
+    assert settings_changes(run["settings"], run_settings(later)) == [
+        "n_ensembles: 2 -> 9", "sae_kwargs.k: 32 -> 7", f"train.lr: {exp.train['lr']!r} -> 0.5"]
