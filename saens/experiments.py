@@ -273,18 +273,20 @@ def claim_margins(records: list[dict], J: int = 8) -> dict:
             "bagging the most stable": stab["bagging"] - max(stab["expanded"], stab["boosting"]),
             "every stability above its random floor": min(stab[m] - g("stability_random", m) for m in METHODS)}
 
+def _holds(name: str, margin: float) -> bool: return margin >= 0 if name == "bagging the most stable" else margin > 0
+
 def paper_claims(records: list[dict], J: int = 8) -> dict:
     "Each of `claim_margins`' claims as `True` or `False` (bagging ties for the most stable count as a yes)."
-    return {n: m >= 0 if n == "bagging the most stable" else m > 0 for n, m in claim_margins(records, J).items()}
+    return {n: _holds(n, m) for n, m in claim_margins(records, J).items()}
 
 def _margin(m: float) -> str: return f"{m:+,.0f}" if abs(m) >= 100 else f"{m:+.4f}"
 
-def claims_markdown(columns: dict, margins: dict | None = None) -> str:
-    """`{column title: paper_claims(...)}` as one Markdown table: a row per claim, yes or no per column, followed by
-    the margin it rests on where `margins` (`{column title: claim_margins(...)}`) gives one."""
-    names, margins = list(next(iter(columns.values()))), margins or {}
-    cell = lambda col, n: ("yes" if columns[col][n] else "no") + (f" ({_margin(margins[col][n])})" if col in margins else "")
-    return markdown_table(["claim", *columns], [[n, *(cell(col, n) for col in columns)] for n in names])
+def claims_markdown(columns: dict) -> str:
+    """`{column title: claim_margins(...)}` as one Markdown table: a row per claim, and per column yes or no followed
+    by the margin it rests on."""
+    names = list(next(iter(columns.values())))
+    return markdown_table(["claim", *columns], [[n, *(f"{'yes' if _holds(n, c[n]) else 'no'} ({_margin(c[n])})" for c in columns.values())]
+                                                for n in names])
 
 def report_table(records: list[dict], J: int = 8) -> str:
     "Table 1 of a language-model experiment (chapter 5's `table1`): the paper's metrics, mean ± 95% CI over seeds."
@@ -547,7 +549,7 @@ def compare_with_recorded(name: str, records: list[dict], J: int, profile: str |
     rec = recorded(name, "laptop")
     if rec is None:
         display(Markdown(f"No `laptop` run of {name} is recorded yet: `saens eval {name} --profile laptop --record results` makes one."))
-        display(Markdown(claims_markdown({here: paper_claims(records, J)}, {here: claim_margins(records, J)}))); return
+        display(Markdown(claims_markdown({here: claim_margins(records, J)}))); return
     made, now = rec["run"].get("settings"), run_settings(load_config(name, "laptop"))
     changes = settings_changes(made, now) if made else ["not known: its run.json predates recording the settings"]
     if changes:   # the profile moved on since this run: say so before showing it
@@ -555,5 +557,4 @@ def compare_with_recorded(name: str, records: list[dict], J: int, profile: str |
                          f"(`saens eval {name} --profile laptop --record results` re-records it). What changed since:\n\n"
                          + "\n".join(f"- `{c}`" for c in changes)))
     show_recorded(rec["folder"], extra_markdown=member_stability_table(rec["records"], J))
-    cols = {here: records, "laptop, recorded": rec["records"]}
-    display(Markdown(claims_markdown({k: paper_claims(r, J) for k, r in cols.items()}, {k: claim_margins(r, J) for k, r in cols.items()})))
+    display(Markdown(claims_markdown({here: claim_margins(records, J), "laptop, recorded": claim_margins(rec["records"], J)})))
