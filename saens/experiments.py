@@ -31,9 +31,10 @@ __all__ = ['CONFIG_DIR', 'METHODS', 'METHOD_IO', 'TABLE_METRICS', 'RESULT_FILES'
            'load_config', 'cache_dir', 'run_dir', 'get_cache', 'open_stream', 'training_data', 'ResourceError',
            'resource_estimate', 'check_resources', 'method_seed', 'train_methods', 'sub_ensembles', 'claim_margins',
            'paper_claims', 'claims_markdown', 'report_table', 'plot_table1', 'plot_training_curves', 'plot_sweep',
-           'run_experiment', 'record_results', 'copy_histories', 'run_settings', 'settings_changes', 'write_run_json',
-           'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep', 'record_sweep', 'recorded', 'show_recorded',
-           'profiles_table', 'run_setting', 'check_table1', 'check_learned_l0', 'compare_with_recorded']
+           'run_experiment', 'record_results', 'copy_histories', 'run_settings', 'settings_fingerprint',
+           'settings_changes', 'write_run_json', 'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep',
+           'record_sweep', 'recorded', 'show_recorded', 'profiles_table', 'run_setting', 'check_table1',
+           'check_learned_l0', 'compare_with_recorded']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
@@ -87,10 +88,8 @@ class Experiment:
                            keep_bos=self.keep_bos, store_train=not self.stream)
 
     def fingerprint(self) -> str:
-        d = asdict(self); d.pop("description"); d.pop("n_ensembles"); d.pop("expanded_J")
-        d.pop("d_in")                    # a property of the model, not a choice
-        if not self.stream: d.pop("stream"); d.pop("buffer_tokens")   # cached runs keep the folders they had
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        "A hash of what decides the trained models (`settings_fingerprint` of `run_settings`); it names the run's folder."
+        return settings_fingerprint(run_settings(self))
 
 def load_config(name_or_path: str, profile: str | None = None) -> Experiment:
     "Read a YAML config (a shipped name like `pythia-160m`, or a path) at `profile` (default: the current one)."
@@ -388,11 +387,18 @@ def copy_histories(src: Path, out: Path) -> list[Path]:
     return [Path(shutil.copy2(f, out / "histories" / f"{f.parent.name}.json")) for f in sorted(Path(src).glob("*/history.json"))]
 
 def run_settings(exp: Experiment) -> dict:
-    """What a run trained and evaluated, as plain JSON: the fields of `exp` in its fingerprint, plus the number of
-    ensembles and the expanded widths (they decide the records, not the models)."""
+    """What a run trained and evaluated, as plain JSON. This is the one list of what is left out: the description,
+    `d_in` (a property of the model, not a choice) and, for a cached run, the streaming buffer. `Experiment.fingerprint`
+    hashes them with `settings_fingerprint`."""
     d = json.loads(json.dumps(asdict(exp), default=str))
     for k in ("description", "d_in") + (() if exp.stream else ("buffer_tokens",)): d.pop(k)
     return d
+
+def settings_fingerprint(settings: dict) -> str:
+    """The 10-hex-digit hash of a run's `run_settings` less the number of ensembles and the expanded widths (they decide
+    the records, not the models) and, for a cached run, the `stream` flag (cached runs keep the folders they had)."""
+    d = {k: v for k, v in settings.items() if k not in ("n_ensembles", "expanded_J") and (k != "stream" or v)}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 def settings_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
     "Where two `run_settings` differ, as `key: old -> new` lines (nested keys joined by dots)."
