@@ -20,7 +20,7 @@ from .train import RECIPE_DATA, RECIPES, TrainConfig
 # %% auto #0
 __all__ = ['DIFFERENCES', 'ABLATION_METRICS', 'ablation_variants', 'run_ablation', 'ablation_summary', 'stability_claims',
            'plot_ablation', 'ablation_table', 'claims_table', 'ablation_dir', 'recorded_variants', 'record_ablation',
-           'init_cosines', 'boosting_diagnosis', 'diagnosis_table', 'plot_diagnosis', 'diagnosis_dir',
+           'init_cosines', 'start_cosines', 'boosting_diagnosis', 'diagnosis_table', 'plot_diagnosis', 'diagnosis_dir',
            'record_diagnosis']
 
 # %% ../nbs/15_recipes.ipynb #67295530
@@ -186,12 +186,26 @@ from .metrics import stability, stability_random_expected
 from .sae import SAE, make_sae
 from .train import train_sae
 
-def init_cosines(sae: SAE, init: str = "tied") -> torch.Tensor:
+def init_cosines(sae: SAE, init: str = "tied", seed: int | None = None) -> torch.Tensor:
     """Per feature, the cosine between its trained decoder row and the row it started from, rebuilt from the SAE's seed
-    as the recipe drew it (`init`: 'tied' or 'kaiming', `TrainConfig.init`). All 1 for an untrained SAE."""
-    start = make_sae(**sae.config)
+    as the recipe drew it (`init`: 'tied' or 'kaiming', `TrainConfig.init`). All 1 for an untrained SAE. With `seed`,
+    the rows that seed would have drawn instead: the yardstick of an unrelated start."""
+    start = make_sae(**{**sae.config, **({} if seed is None else {"seed": seed})})
     if init == "kaiming": start.reinit_("kaiming")
-    return F.cosine_similarity(sae.W_dec.detach().float().cpu(), start.W_dec.float(), dim=-1)
+    return F.cosine_similarity(sae.W_dec.detach().float().cpu(), start.W_dec.detach().float(), dim=-1)
+
+def start_cosines(exp: Experiment, seed: int = 0) -> dict:
+    """How far the trained dictionaries of `exp`'s run `seed` moved: for its expanded SAE and each member of its bagging
+    and boosting ensembles (loaded from `run_dir(exp)`), the median cosine of a decoder row with its own starting row
+    (`own`) and the median |cosine| with the row the next seed would have drawn (`other`)."""
+    from saens.ensemble import load_ensemble
+    from saens.sae import load_sae
+    run, init = run_dir(exp), exp.train_config().init
+    saes = {"expanded": load_sae(run / f"expanded-J{exp.J}-seed{seed}")}
+    for m in ("bagging", "boosting"):
+        saes |= {f"{m} {i}": s for i, s in enumerate(load_ensemble(run / f"{m}-J{exp.J}-seed{seed}").members, 1)}
+    return {n: dict(own=init_cosines(s, init).median().item(),
+                    other=init_cosines(s, init, seed=s.config["seed"] + 1).abs().median().item()) for n, s in saes.items()}
 
 def _pair_stability(saes) -> float: return stability([m.W_dec.detach().float().cpu() for m in saes])
 

@@ -364,6 +364,7 @@ def run_experiment(exp: Experiment, lm=None, methods=METHODS, sweep: bool = Fals
 
 # %% ../nbs/08_experiments.ipynb #fb48d914
 RESULT_FILES = ("records.json", "table1.md", "table1.png", "sweep.png", "curves.png")
+RESULTS_DIR = Path(saens.__file__).resolve().parent.parent / "results"   # the repository's results/ (a source checkout)
 
 def record_results(exp: Experiment, dest, command: str, seconds: float) -> Path:
     "Copy a finished run's results into `dest/<name>-<profile>/` with a `run.json` saying how they were made."
@@ -482,8 +483,6 @@ def record_sweep(exp: Experiment, records: list[dict], dest, command: str, secon
 
 
 # %% ../nbs/08_experiments.ipynb #232da74c
-RESULTS_DIR = Path(saens.__file__).resolve().parent.parent / "results"   # the repository's results/ (a source checkout)
-
 def recorded(name: str, profile: str = "laptop", root=None) -> dict | None:
     "The recorded results of `name` at `profile` (`records`, `table`, `run`, and the `folder` with its figures), or None."
     d = Path(root or RESULTS_DIR) / f"{name}-{profile}"
