@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -201,10 +202,17 @@ def _save_checkpoint(path: Path, state: dict):
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 def load_checkpoint(path) -> dict:
-    "Read a training checkpoint, raising a `ValueError` that names the file if it is truncated or corrupt."
+    """Read a training checkpoint, raising a `ValueError` that names the file if it is truncated or corrupt.
+    A checkpoint holds only tensors, numbers, strings and plain containers, so it is read with `weights_only=True`:
+    a file that asks to build any other Python object (which is how a pickle runs code) is refused, and nothing in it runs."""
     path = Path(path)
-    try: return torch.load(path, map_location="cpu", weights_only=False)
+    try: return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError: raise
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower():
+            raise ValueError(f"checkpoint {path} asks to build Python objects a saens checkpoint never holds, so it was "
+                             "refused and nothing in it ran; if you did not write it, delete it and train again") from None
+        raise ValueError(f"checkpoint {path} is truncated or corrupt and cannot be resumed ({e})") from e
     except Exception as e: raise ValueError(f"checkpoint {path} is truncated or corrupt and cannot be resumed ({e})") from e
 
 # %% ../nbs/02_train.ipynb #bcec2c9c

@@ -106,7 +106,7 @@ def test_streamed_training_stores_only_the_held_out_tokens(tmp_path, capsys):
             assert (run / f"{method}-seed{seed}").is_dir(), f"{method}-seed{seed} was not trained"
     ckpt = next((run / "checkpoints").rglob("checkpoint.pt"))
     import torch
-    assert torch.load(ckpt, weights_only=False)["data"]["kind"] == "stream"   # the checkpoint says what it streamed
+    assert torch.load(ckpt, weights_only=True)["data"]["kind"] == "stream"   # the checkpoint says what it streamed
 
 
 def test_ablation_records_a_few_variants_at_a_time_without_evaluating_the_base_again_then_diagnoses_boosting(tmp_path, capsys):

@@ -39,7 +39,7 @@ def single_process_reference():
 def test_two_processes_equal_one_process(tmp_path):
     r = torchrun("check", str(tmp_path))
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
-    got = torch.load(tmp_path / "distributed.pt", weights_only=False)
+    got = torch.load(tmp_path / "distributed.pt", weights_only=True)
     ref = single_process_reference()
     assert set(got) == set(ref)
     for name, (state, history) in ref.items():

@@ -31,7 +31,7 @@ def test_nan_in_a_batch_names_the_step(tmp_path):
     with pytest.raises(ValueError, match="step 12: the activation batch contains 1 NaN/Inf"):
         train_sae(make_sae("relu", 8, 16), lambda step: batches[step], cfg)
     # nothing lost: the checkpoint of the last good step is there and loads
-    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)["step"] == 12
+    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["step"] == 12
     # NaN in the data used for initialisation is reported too
     with pytest.raises(ValueError, match="initialisation sample contains"):
         train_sae(make_sae("relu", 8, 16), torch.full((256, 8), float("nan")), CFG)
@@ -80,3 +80,32 @@ def test_metric_errors():
         connectivity(torch.tensor([[1.0, float("nan")]]))
     with pytest.raises(ValueError, match="at least 2"):
         stability([torch.randn(4, 3)])
+
+
+class _Planted:
+    "A pickle payload: loading it calls `open(marker, 'w')`, as an attacker's would call `os.system`."
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_planted_checkpoint_runs_nothing(tmp_path):
+    """A checkpoint.pt left in a run folder by someone else is refused before anything in it runs, by the
+    library and by `saens train`; the same file read without the restriction would have created the marker."""
+    from saens.train import load_checkpoint
+    marker = tmp_path / "ran"
+    ck = tmp_path / "run" / CHECKPOINT_NAME
+    ck.parent.mkdir()
+    torch.save(dict(sae_config=_Planted(str(marker)), step=_Planted(str(marker))), ck)
+    with pytest.raises(ValueError, match=r"checkpoint .*checkpoint.pt asks to build Python objects .* refused and nothing in it ran"):
+        load_checkpoint(ck)
+    cfg = TrainConfig(**{**asdict(CFG), "checkpoint_dir": str(ck.parent)})
+    with pytest.raises(ValueError, match="refused and nothing in it ran"):
+        train_sae(make_sae("relu", 8, 16), torch.randn(2048, 8), cfg)
+    assert not marker.exists()
+    assert ck.exists()                              # refused, not deleted: the user decides
+    import pickle
+    pickle.loads(pickle.dumps(_Planted(str(marker))))   # the payload is real: an unrestricted unpickler runs it
+    assert marker.exists()
