@@ -81,7 +81,7 @@ def get_acts(d: int, n: int, seed: int = 0):
     exists (repeated if there are fewer rows), else samples of chapter 5's toy model."""
     import torch
     from safetensors.torch import load_file
-    from saens.home import saens_home
+    from saens.utils import saens_home
     if d == 576:
         shards = sorted(saens_home().glob("activations/smollm2-135m-blocks.9.hook_resid_post-*/train-*.safetensors"))
         if shards:

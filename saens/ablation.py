@@ -10,10 +10,10 @@ import json
 import time
 from pathlib import Path
 
-from .io import atomic_write_text, read_json
+from .utils import atomic_write_text, read_json
 from .experiments import Experiment, METHODS, run_dir, sub_ensembles, train_methods, training_data
 from .metrics import evaluate_models
-from .tables import markdown_table
+from .utils import markdown_table
 from .toy import summarize
 from .train import RECIPE_DATA, RECIPES, TrainConfig
 

@@ -25,7 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 from tqdm.auto import tqdm
 
-from .io import atomic_write, atomic_write_json, read_json
+from .utils import atomic_write, atomic_write_json, read_json
 
 # %% auto #0
 __all__ = ['PILE', 'DATA_FETCH_STEP', 'CACHE_VERSION', 'CorpusNotAvailable', 'package_dir', 'news_documents', 'stdlib_documents',

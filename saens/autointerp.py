@@ -22,10 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .home import saens_home
-from .io import atomic_write_json
-from .stats import mean_ci
-from .tables import markdown_table
+from .utils import atomic_write_json, markdown_table, mean_ci, saens_home
 from .tasks import TokenActs
 
 # %% auto #0

@@ -5,7 +5,7 @@
 # %% ../nbs/36_fast_connectivity.ipynb #31c99c83
 from __future__ import annotations
 import torch
-from .metrics import Array, _active, _as_list, _tensor
+from .metrics import Array, _active, _tensor
 
 # %% auto #0
 __all__ = ['CoactivationCounter']

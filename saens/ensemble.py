@@ -5,14 +5,13 @@
 # %% ../nbs/03_ensemble.ipynb #10be8b0a
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .io import atomic_write_json, read_json
+from .utils import atomic_write_json, read_json
 from .proposition import concat_codes, concat_dictionary, check_weights
 from .sae import SAE, Described, SAEConfig, load_sae, make_sae, save_sae
 from .train import BatchSource, SingleProcess, TrainConfig, train_sae

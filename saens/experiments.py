@@ -19,10 +19,10 @@ import yaml
 
 from .activations import ActivationCache, CacheConfig, cache_activations
 from .ensemble import load_ensemble, save_ensemble, train_bagging, train_boosting, train_expanded
-from .home import saens_home
+from .utils import saens_home
 from .metrics import evaluate_models
 from .sae import load_sae, save_sae
-from .tables import markdown_table
+from .utils import markdown_table
 from .toy import summarize, table1, table1_rows
 from .train import RECIPE_DATA, RECIPES, TrainConfig, current_profile
 

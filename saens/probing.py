@@ -9,8 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .models import parse_hook
-from .tables import markdown_table
+from .utils import markdown_table
 from .tasks import TokenActs, cached_token_acts, load_task, split_task
 
 # %% auto #0

@@ -5,18 +5,16 @@
 # %% ../nbs/01_sae.ipynb #16fe407e
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from .io import atomic_write, atomic_write_json, read_json, safe_load_safetensors
+from .utils import atomic_write, atomic_write_json, read_json, safe_load_safetensors
 
 # %% auto #0
 __all__ = ['READS', 'SAE_CLASSES', 'LossOutput', 'SAEConfig', 'hook_layer_of', 'set_reads', 'Described', 'SAE', 'register_sae',

@@ -5,14 +5,14 @@
 # %% ../nbs/16_saelens.ipynb #3e10e1b9
 from __future__ import annotations
 
-import json, re, warnings
+import re, warnings
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from .ensemble import Ensemble
-from .io import atomic_write, atomic_write_json, read_json, safe_load_safetensors
+from .utils import atomic_write, atomic_write_json, read_json, safe_load_safetensors
 from .sae import READS, SAE, BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE, dtype_from_name
 
 # %% auto #0

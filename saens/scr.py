@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .probing import METHOD_ORDER, ProbeData, fit_probe, probe_data
-from .tables import markdown_table
+from .utils import markdown_table
 from .tasks import load_task
 
 # %% auto #0

@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -30,8 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .activations import package_dir, start_token
-from .home import saens_home
-from .io import atomic_write, atomic_write_text
+from .utils import atomic_write, atomic_write_text, saens_home
 
 # %% auto #0
 __all__ = ['FETCH_STEP', 'TASKS', 'OFFLINE_TASKS', 'PAPER_TASKS', 'CODE_SOURCES', 'DatasetNotAvailable', 'TaskSpec', 'data_dir',

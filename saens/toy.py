@@ -5,7 +5,6 @@
 # %% ../nbs/05_toy.ipynb #a9140340
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -13,8 +12,7 @@ from torch import Tensor
 
 from .ensemble import train_bagging, train_boosting, train_expanded
 from .metrics import coverage, diversity, evaluate_models
-from .stats import mean_ci
-from .tables import markdown_table
+from .utils import markdown_table, mean_ci
 from .train import TrainConfig, by_profile, current_profile
 
 # %% auto #0

@@ -9,7 +9,7 @@ import math
 import os
 import pickle
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .io import atomic_write
-from .sae import SAE, make_sae
+from .utils import atomic_write
+from .sae import SAE
 
 # %% auto #0
 __all__ = ['PROFILES', 'RECIPES', 'RECIPE_FIELDS', 'RECIPE_DATA', 'STORAGE_FIELDS', 'HYPERPARAMETERS', 'CHECKPOINT_NAME',
