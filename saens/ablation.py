@@ -14,7 +14,7 @@ from .utils import atomic_write_text, read_json
 from .experiments import Experiment, METHODS, run_dir, sub_ensembles, train_methods, training_data
 from .metrics import evaluate_models
 from .utils import markdown_table
-from .toy import summarize
+from .report import summarize
 from .train import RECIPE_DATA, RECIPES, TrainConfig
 
 # %% auto #0
@@ -161,7 +161,7 @@ def record_ablation(exp: Experiment, records: list[dict], base: str, dest, comma
     """Write an ablation into `dest/ablation-<name>-<profile>-<base>/`: records.json, ablation.md, ablation.png, run.json.
     Variants recorded there earlier for the same setting and base are kept (so an ablation can be run and recorded a
     few variants at a time, `--only`), and their commands are listed in run.json under `earlier`."""
-    from saens.experiments import write_run_json
+    from saens.record import write_run_json
     import matplotlib.pyplot as plt
     out = ablation_dir(dest, exp, base)
     out.mkdir(parents=True, exist_ok=True)
@@ -291,7 +291,7 @@ def diagnosis_dir(dest, exp: Experiment) -> Path:
 
 def record_diagnosis(exp: Experiment, d: dict, dest, command: str, seconds: float) -> Path:
     "Write `boosting_diagnosis`'s result into `diagnosis_dir(dest, exp)`: records.json, diagnosis.md, diagnosis.png, run.json."
-    from saens.experiments import write_run_json
+    from saens.record import write_run_json
     out = diagnosis_dir(dest, exp); out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "records.json", json.dumps(dict(fingerprint=exp.fingerprint(), diagnosis=d), indent=1))
     atomic_write_text(out / "diagnosis.md", diagnosis_table(d) + "\n")

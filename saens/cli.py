@@ -76,13 +76,14 @@ def _cmd_train(args) -> int:
     return 0
 
 def _report(exp, records, t0):
-    from saens.experiments import run_dir, report_table
+    from saens.experiments import run_dir
+    from saens.report import report_table
     out = run_dir(exp)
     print(f"\nTable 1: {exp.name} at profile {exp.profile!r} ({exp.model}, {exp.hook}, {exp.arch}, "
           f"{exp.d_sae} features per member, J={exp.J}, {exp.n_ensembles} seeds; mean ± 95% CI over seeds)\n")
     print(report_table(records, exp.J))
     if any("stability_members" in r for r in records):
-        from saens.toy import member_stability_table
+        from saens.report import member_stability_table
         print(f"\nStability of each member position across the {exp.n_ensembles} ensembles (floor: random directions of one member's size)\n")
         print(member_stability_table(records, exp.J))
     print(f"\nrecords: {out / 'records.json'}\ntable:   {out / 'table1.md'}\nfigure:  {out / 'table1.png'}"
@@ -90,14 +91,14 @@ def _report(exp, records, t0):
 
 def _cmd_eval(args) -> int:
     setup_command(args)
-    from saens.experiments import run_experiment
+    from saens.experiments import run_dir, run_experiment
     t0 = time.time(); exp = _exp(args)
     records = run_experiment(exp, methods=args.methods, sweep=args.sweep)
     _report(exp, records, t0)
     if getattr(args, "record", None):
-        from saens.experiments import record_results
+        from saens.record import record_results
         command = _command_line(f"saens eval {exp.name} --profile {exp.profile}")
-        print(f"recorded in {record_results(exp, args.record, command, time.time() - t0)}")
+        print(f"recorded in {record_results(exp, run_dir(exp), args.record, command, time.time() - t0)}")
     return 0
 
 def _command_line(default: str) -> str:
@@ -106,7 +107,9 @@ def _command_line(default: str) -> str:
 
 def _cmd_sweep(args) -> int:
     setup_command(args)
-    from saens.experiments import coefficient_sweep, record_sweep, sweep_table
+    from saens.experiments import coefficient_sweep
+    from saens.record import record_sweep
+    from saens.report import sweep_table
     t0 = time.time(); exp = _exp(args)
     values = [int(v) if float(v).is_integer() else v for v in args.values]   # k, batch_size, dead_window are counts
     records = coefficient_sweep(exp, args.param, values, n_tokens=args.tokens)

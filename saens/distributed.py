@@ -14,6 +14,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +22,15 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .ensemble import Ensemble, member_checkpoints, data_width, train_bagging, train_boosting
+from .ensemble import Ensemble, member_checkpoints, data_width, train_bagging, train_boosting, train_expanded
 from .sae import BatchTopKSAE, make_sae
 from .train import SingleProcess, TrainConfig, train_sae
 
 # %% auto #0
 __all__ = ['CHECK_SAES', 'CHECK_CFG', 'CHECK_D_SAE', 'init_distributed', 'local_device', 'is_main', 'barrier', 'cleanup',
            'global_batchtopk', 'DataParallel', 'member_block', 'train_bagging_distributed', 'CacheRows',
-           'train_methods_distributed', 'check_rows', 'check_runs', 'max_differences', 'build_parser', 'main']
+           'distributed_trainers', 'launched_comm', 'check_rows', 'check_runs', 'max_differences', 'build_parser',
+           'main']
 
 # %% ../nbs/14_distributed.ipynb #0f65dfbf
 def init_distributed(device: str | None = None) -> tuple[int, int]:
@@ -188,29 +190,13 @@ class CacheRows:
         return out
 
 # %% ../nbs/14_distributed.ipynb #0b8be2a4
-def train_methods_distributed(exp, data, methods=("expanded", "bagging", "boosting"), out: Path | None = None,
-                              progress: bool = True, log=print) -> dict:
-    "`train_methods` over the launched processes: bagging split by members, expanded and boosting data-parallel."
-    from saens.experiments import METHOD_IO, method_seed, run_dir
-    comm = DataParallel() if dist.is_initialized() else SingleProcess()
-    out, device, models = Path(out or run_dir(exp)), local_device(), {}
-    for s in range(exp.n_ensembles):
-        for method in methods:
-            for J in (exp.expanded_J if method == "expanded" else (exp.J,)):
-                path = out / f"{method}-J{J}-seed{s}"
-                train, save, _, done = METHOD_IO[method]
-                if comm.main_only(lambda: (path / done).exists()): continue
-                t0 = time.time()
-                cfg = exp.train_config(checkpoint_dir=str(out / "checkpoints" / path.name), progress=progress,
-                                       checkpoint_every=exp.train.get("checkpoint_every", 200), device=device)
-                if method == "bagging":
-                    m = train_bagging_distributed(exp.arch, exp.d_sae, data, cfg, J=J, seed=method_seed(method, s), **exp.sae_kwargs)
-                else: m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=method_seed(method, s), comm=comm, **exp.sae_kwargs)
-                if comm.is_main:
-                    save(m, path); log(f"trained {path.name} on {comm.world_size} process(es) in {time.time() - t0:.0f} s")
-                models[method, J, s] = m
-    barrier()
-    return models
+def distributed_trainers(comm: SingleProcess) -> dict:
+    "The trainers `train_methods` uses over the launched processes: bagging split by members, expanded and boosting data-parallel."
+    return dict(bagging=train_bagging_distributed, expanded=partial(train_expanded, comm=comm), boosting=partial(train_boosting, comm=comm))
+
+def launched_comm() -> SingleProcess:
+    "`DataParallel` in a launched process group, `SingleProcess` otherwise."
+    return DataParallel() if dist.is_initialized() else SingleProcess()
 
 # %% ../nbs/14_distributed.ipynb #b0c4c904
 CHECK_SAES = dict(topk=dict(k=3), batchtopk=dict(k=3), relu=dict(l1_coeff=0.05),
@@ -270,7 +256,7 @@ def max_differences(a: dict, b: dict) -> dict:
 # %% ../nbs/14_distributed.ipynb #b5d114ad
 def _cmd_train(args) -> int:
     from saens.activations import ActivationCache
-    from saens.experiments import cache_dir, load_config, run_dir
+    from saens.experiments import cache_dir, load_config, run_dir, train_methods
     exp = load_config(args.config)
     if args.device: exp.train["device"] = args.device   # as `saens train --device`: the same run folder
     if args.seeds: exp.n_ensembles = args.seeds
@@ -289,7 +275,10 @@ def _cmd_train(args) -> int:
     log = print if is_main() else (lambda *a: None)
     log(f"{exp.name} ({exp.profile}): {data} on {dist.get_world_size() if dist.is_initialized() else 1} process(es), "
         f"device {local_device()}")
-    train_methods_distributed(exp, data, args.methods, out=args.out, progress=not args.quiet, log=log)
+    comm = launched_comm()
+    train_methods(exp, data, args.methods, out=args.out, progress=not args.quiet, log=log, trainers=distributed_trainers(comm),
+                  comm=comm, device=local_device())
+    barrier()
     log(f"trained models in {args.out or run_dir(exp)}")
     return 0
 

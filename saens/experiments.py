@@ -8,38 +8,30 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
 from .activations import ActivationCache, CacheConfig, cache_activations
 from .ensemble import load_ensemble, save_ensemble, train_bagging, train_boosting, train_expanded
-from .utils import saens_home
 from .metrics import evaluate_models
 from .sae import load_sae, save_sae
-from .utils import markdown_table
-from .toy import summarize, table1, table1_rows
-from .train import RECIPE_DATA, RECIPES, TrainConfig, current_profile
+from .utils import markdown_table, saens_home
+from .record import run_settings, settings_fingerprint
+from .report import METHODS, plot_sweep, plot_table1, plot_training_curves, report_table
+from .train import RECIPE_DATA, RECIPES, SingleProcess, TrainConfig, current_profile
 
 # %% auto #0
-__all__ = ['CONFIG_DIR', 'METHODS', 'METHOD_IO', 'TABLE_METRICS', 'RESULT_FILES', 'RESULTS_DIR', 'config_names', 'Experiment',
-           'load_config', 'cache_dir', 'run_dir', 'get_cache', 'open_stream', 'training_data', 'ResourceError',
-           'resource_estimate', 'check_resources', 'method_seed', 'train_methods', 'sub_ensembles', 'claim_margins',
-           'paper_claims', 'claims_markdown', 'report_table', 'plot_table1', 'plot_training_curves', 'plot_sweep',
-           'run_experiment', 'record_results', 'copy_histories', 'run_settings', 'settings_fingerprint',
-           'settings_changes', 'write_run_json', 'coefficient_sweep', 'sweep_table', 'plot_coefficient_sweep',
-           'record_sweep', 'recorded', 'show_recorded', 'profiles_table', 'run_setting', 'check_table1',
-           'check_learned_l0', 'compare_with_recorded']
+__all__ = ['CONFIG_DIR', 'METHOD_IO', 'config_names', 'Experiment', 'load_config', 'cache_dir', 'run_dir', 'get_cache',
+           'open_stream', 'training_data', 'ResourceError', 'resource_estimate', 'check_resources', 'method_seed',
+           'train_methods', 'sub_ensembles', 'run_experiment', 'coefficient_sweep', 'profiles_table', 'run_setting']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
 CONFIG_DIR = Path(saens.__file__).parent / "configs"   # shipped inside the package (MANIFEST.in)
-METHODS = ("expanded", "bagging", "boosting")
 
 def config_names() -> list[str]:
     "The configs shipped with saens."
@@ -223,26 +215,33 @@ METHOD_IO = dict(expanded=(train_expanded, save_sae, load_sae, "config.json"),
                   boosting=(train_boosting, save_ensemble, load_ensemble, "ensemble.json"))
 
 def train_methods(exp: Experiment, data, methods=METHODS, out: Path | None = None, progress: bool = True,
-                  log=print) -> dict:
-    "Train (or load, if already trained in `out`) every method for every seed; `{(method, J, seed): SAE or Ensemble}`."
+                  log=print, trainers: dict | None = None, comm: SingleProcess | None = None, **train_kw) -> dict:
+    """Train (or load, if already trained in `out`) every method for every seed; `{(method, J, seed): SAE or Ensemble}`.
+    Several processes run the same loop (chapter 14): `trainers` replaces a method's trainer (`{method: fn(arch, d_sae,
+    data, cfg, J=, seed=, **sae_kwargs)}`), `comm` says which process looks at and writes the files, and `train_kw`
+    (such as `device`) goes into every `TrainConfig`."""
+    comm = comm or SingleProcess()
     out = Path(out or run_dir(exp)); models = {}
     reads = dict(model_name=exp.model, hook_name=exp.hook, context_size=exp.ctx_len)   # kept in each SAE's `cfg`
+    where = f" on {comm.world_size} processes" if comm.world_size > 1 else ""
     for s in range(exp.n_ensembles):
         for method in methods:
             for J in (exp.expanded_J if method == "expanded" else (exp.J,)):
                 path = out / f"{method}-J{J}-seed{s}"
                 train, save, load, done = METHOD_IO[method]
-                if (path / done).exists(): m = load(path)
+                train = (trainers or {}).get(method, train)
+                if comm.main_only(lambda: (path / done).exists()): m = load(path)
                 else:
                     t0 = time.time()
                     cfg = exp.train_config(checkpoint_dir=str(out / "checkpoints" / path.name), progress=progress,
-                                           checkpoint_every=exp.train.get("checkpoint_every", 200))
+                                           checkpoint_every=exp.train.get("checkpoint_every", 200), **train_kw)
                     m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=method_seed(method, s), **exp.sae_kwargs).describe(**reads)
-                    save(m, path)
-                    trained = [m] if method == "expanded" else m.members[:1] if method == "bagging" else m.members   # bagging's members share one log
-                    curves = [getattr(t, "history", []) for t in trained]
-                    (path / "history.json").write_text(json.dumps(dict(batch_size=cfg.batch_size, seconds=time.time() - t0, curves=curves)))
-                    log(f"trained {path.name} in {time.time() - t0:.0f} s")
+                    if comm.is_main:
+                        save(m, path)
+                        trained = [m] if method == "expanded" else m.members[:1] if method == "bagging" else m.members   # bagging's members share one log
+                        curves = [getattr(t, "history", []) for t in trained]
+                        (path / "history.json").write_text(json.dumps(dict(batch_size=cfg.batch_size, seconds=time.time() - t0, curves=curves)))
+                        log(f"trained {path.name}{where} in {time.time() - t0:.0f} s")
                 models[method, J, s] = m.describe(**reads)
     return models
 
@@ -255,90 +254,6 @@ def sub_ensembles(models: dict, J_max: int, sizes=None) -> dict:
             for j in (sizes or range(1, J_max)): out[method, j, s] = m.head(j)
     return out
 
-TABLE_METRICS = ("ev", "mse", "l0", "connectivity", "stability", "stability_random", "dead_frac")
-
-def claim_margins(records: list[dict], J: int = 8) -> dict:
-    """The paper's Table 1 claims as signed margins from evaluation records, positive where the claim holds: boosting
-    reconstructs better than the expanded SAE (EV, MSE), both ensembles are more stable than it, bagging is the most
-    stable, and every stability is above the stability that random directions of the same sizes score (else it means
-    nothing). A margin says how much a yes or a no rests on: 0.002 of stability is not a finding."""
-    s = {m: summarize(records, m) for m in ("ev", "mse", "stability", "stability_random")}
-    g = lambda metric, method: s[metric][method, J][0]
-    stab = {m: g("stability", m) for m in METHODS}
-    return {"boosting beats expanded on EV": g("ev", "boosting") - g("ev", "expanded"),
-            "boosting beats expanded on MSE": g("mse", "expanded") - g("mse", "boosting"),
-            "bagging more stable than expanded": stab["bagging"] - stab["expanded"],
-            "boosting more stable than expanded": stab["boosting"] - stab["expanded"],
-            "bagging the most stable": stab["bagging"] - max(stab["expanded"], stab["boosting"]),
-            "every stability above its random floor": min(stab[m] - g("stability_random", m) for m in METHODS)}
-
-def _holds(name: str, margin: float) -> bool: return margin >= 0 if name == "bagging the most stable" else margin > 0
-
-def paper_claims(records: list[dict], J: int = 8) -> dict:
-    "Each of `claim_margins`' claims as `True` or `False` (bagging ties for the most stable count as a yes)."
-    return {n: _holds(n, m) for n, m in claim_margins(records, J).items()}
-
-def _margin(m: float) -> str: return f"{m:+,.0f}" if abs(m) >= 100 else f"{m:+.4f}"
-
-def claims_markdown(columns: dict) -> str:
-    """`{column title: claim_margins(...)}` as one Markdown table: a row per claim, and per column yes or no followed
-    by the margin it rests on."""
-    names = list(next(iter(columns.values())))
-    return markdown_table(["claim", *columns], [[n, *(f"{'yes' if _holds(n, c[n]) else 'no'} ({_margin(c[n])})" for c in columns.values())]
-                                                for n in names])
-
-def report_table(records: list[dict], J: int = 8) -> str:
-    "Table 1 of a language-model experiment (chapter 5's `table1`): the paper's metrics, mean ± 95% CI over seeds."
-    return table1(records, J, TABLE_METRICS, ci=True)
-
-# %% ../nbs/08_experiments.ipynb #0f1dec70
-_COLORS = dict(single="tab:gray", expanded="tab:blue", bagging="tab:orange", boosting="tab:green")
-
-def plot_table1(records: list[dict], J: int = 8, metrics=("ev", "mse", "connectivity", "stability"), title: str = ""):
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 2.8))
-    for ax, m in zip(axes, metrics):
-        st = summarize(records, m)
-        names = [(n, j, k) for n, j, k in table1_rows(J) if (k, j) in st]
-        means = [st[k, j][0] for _, j, k in names]
-        errs = [0 if m == "stability" or st[k, j][1] != st[k, j][1] else st[k, j][1] for _, j, k in names]
-        ax.bar([n for n, _, _ in names], means, yerr=errs, color=[_COLORS[n] for n, _, _ in names], capsize=3)
-        ax.set_title(m.upper() if m in ("ev", "mse") else m); ax.tick_params(axis="x", rotation=30)
-    fig.suptitle(title); fig.tight_layout()
-    return fig
-
-def plot_training_curves(run: Path, title: str = ""):
-    """Batch EV against training tokens for every trained model in the run folder `run` (its `history.json` files):
-    the expanded SAE, bagging (members train together), and each boosting stage on its own residual."""
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(10, 2.8), sharey=True)
-    for ax, method in zip(axes, METHODS):
-        for f in sorted(Path(run).glob(f"{method}-J*-seed*/history.json")):
-            h = json.loads(f.read_text())
-            for j, curve in enumerate(h["curves"]):
-                tok = [r["step"] * h["batch_size"] for r in curve]
-                ax.plot(tok, [r["ev"] for r in curve], color=_COLORS[method] if j == 0 else "tab:olive", lw=1.5 if j == 0 else 0.7)
-        ax.set_title(method + (" (stage 1 green, later stages olive)" if method == "boosting" else ""), fontsize=9)
-        ax.set_xlabel("training tokens"); ax.set_ylim(0, 1)
-        ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1e3:g}k")
-    axes[0].set_ylabel("EV of the training batch"); fig.suptitle(title); fig.tight_layout()
-    return fig
-
-def plot_sweep(records: list[dict], metrics=("ev", "mse", "connectivity", "stability"), title: str = ""):
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 2.8))
-    for ax, m in zip(axes, metrics):
-        st = summarize(records, m)
-        for method in METHODS:
-            pts = sorted((J, *v) for (k, J), v in st.items() if k == method)
-            if not pts: continue
-            Js, mu, half = zip(*pts)
-            ax.plot(Js, mu, "o-", color=_COLORS[method], label=method)
-            lo = [a - (b if b == b else 0) for a, b in zip(mu, half)]; hi = [a + (b if b == b else 0) for a, b in zip(mu, half)]
-            ax.fill_between(Js, lo, hi, color=_COLORS[method], alpha=0.2)
-        ax.set_xlabel("J"); ax.set_title(m.upper() if m in ("ev", "mse") else m); ax.set_xscale("log", base=2)
-    axes[0].legend(fontsize=8); fig.suptitle(title); fig.tight_layout()
-    return fig
 
 # %% ../nbs/08_experiments.ipynb #f4e2bb46
 def run_experiment(exp: Experiment, lm=None, methods=METHODS, sweep: bool = False, progress: bool = True,
@@ -361,66 +276,6 @@ def run_experiment(exp: Experiment, lm=None, methods=METHODS, sweep: bool = Fals
     import matplotlib.pyplot as plt; plt.close("all")
     log(f"results in {out}  [{time.time() - t0:.0f} s]")
     return records
-
-# %% ../nbs/08_experiments.ipynb #fb48d914
-RESULT_FILES = ("records.json", "table1.md", "table1.png", "sweep.png", "curves.png")
-RESULTS_DIR = Path(saens.__file__).resolve().parent.parent / "results"   # the repository's results/ (a source checkout)
-
-def record_results(exp: Experiment, dest, command: str, seconds: float) -> Path:
-    "Copy a finished run's results into `dest/<name>-<profile>/` with a `run.json` saying how they were made."
-    import shutil
-    src, out = run_dir(exp), Path(dest) / f"{exp.name}-{exp.profile}"
-    if not (src / "records.json").exists(): raise FileNotFoundError(f"{src} has no records.json: run `saens eval {exp.name}` first")
-    out.mkdir(parents=True, exist_ok=True)
-    for f in RESULT_FILES:
-        if (src / f).exists(): shutil.copy2(src / f, out / f)
-    histories = copy_histories(src, out)
-    # a run resumed over several commands: `seconds` is the last one's; every model's own training time is in its history.json
-    trained = [json.loads(f.read_text()).get("seconds", 0) for f in histories]
-    write_run_json(out, exp, command, seconds, training_seconds=round(sum(trained)), models_trained=len(trained))
-    return out
-
-def copy_histories(src: Path, out: Path) -> list[Path]:
-    """Copy every trained model's `history.json` (its batch EV, L0 and dead fraction against steps, and its training time)
-    to `out/histories/<model>.json`, so that a reader can check a number quoted from a training curve. A few kB each."""
-    import shutil
-    (out / "histories").mkdir(parents=True, exist_ok=True)
-    return [Path(shutil.copy2(f, out / "histories" / f"{f.parent.name}.json")) for f in sorted(Path(src).glob("*/history.json"))]
-
-def run_settings(exp: Experiment) -> dict:
-    """What a run trained and evaluated, as plain JSON. This is the one list of what is left out: the description,
-    `d_in` (a property of the model, not a choice) and, for a cached run, the streaming buffer. `Experiment.fingerprint`
-    hashes them with `settings_fingerprint`."""
-    d = json.loads(json.dumps(asdict(exp), default=str))
-    for k in ("description", "d_in") + (() if exp.stream else ("buffer_tokens",)): d.pop(k)
-    return d
-
-def settings_fingerprint(settings: dict) -> str:
-    """The 10-hex-digit hash of a run's `run_settings` less the number of ensembles and the expanded widths (they decide
-    the records, not the models) and, for a cached run, the `stream` flag (cached runs keep the folders they had)."""
-    d = {k: v for k, v in settings.items() if k not in ("n_ensembles", "expanded_J") and (k != "stream" or v)}
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
-
-def settings_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
-    "Where two `run_settings` differ, as `key: old -> new` lines (nested keys joined by dots)."
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict): out += settings_changes(a, b, f"{prefix}{k}.")
-        elif a != b: out.append(f"{prefix}{k}: {a!r} -> {b!r}")
-    return out
-
-def write_run_json(out: Path, exp: Experiment, command: str, seconds: float, **extra):
-    "How a recorded result was made: the command, the commit, the wall time (of this command) and the machine, plus `extra`."
-    import platform, subprocess
-    git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(saens.__file__).parent).stdout.strip()
-    try: commit, dirty = git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--", "."))
-    except OSError: commit, dirty = "", None
-    run = dict(command=command, commit=commit or None, uncommitted_changes=dirty, seconds=round(seconds), torch=torch.__version__,
-               cpus=os.cpu_count(), machine=platform.machine(), profile=exp.profile, recipe=exp.recipe,
-               fingerprint=exp.fingerprint(), settings=run_settings(exp), **extra)
-    (out / "run.json").write_text(json.dumps(run, indent=1) + "\n")
-
 
 # %% ../nbs/08_experiments.ipynb #6e2c9d64
 def coefficient_sweep(exp: Experiment, name: str, values, n_tokens: int | None = None, progress: bool = False,
@@ -449,59 +304,6 @@ def coefficient_sweep(exp: Experiment, name: str, values, n_tokens: int | None =
     return out
 
 
-# %% ../nbs/08_experiments.ipynb #8f2db749
-def sweep_table(records: list[dict]) -> str:
-    "The sweep as Markdown: one row per value."
-    return markdown_table(["value", "EV", "MSE", "L0", "never fire", "tokens", "seconds"],
-                          [[f"{r['name']} = {r['value']:g}", f"{r['ev']:.3f}", f"{r['mse']:.1f}", f"{r['l0']:.1f}",
-                            f"{r.get('dead_frac', float('nan')):.3f}", f"{r['n_tokens']:,}", f"{r['seconds']:.0f}"] for r in records])
-
-def plot_coefficient_sweep(records: list[dict], title: str = ""):
-    "Left: held-out EV against L0 for each value; right: batch EV against training tokens."
-    import matplotlib.pyplot as plt
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3))
-    a.plot([r["l0"] for r in records], [r["ev"] for r in records], "o-")
-    for r in records: a.annotate(f"{r['value']:g}", (r["l0"], r["ev"]), fontsize=8, xytext=(3, 3), textcoords="offset points")
-    a.set_xlabel("L0 (held-out)"); a.set_ylabel("EV (held-out)"); a.set_xscale("log")
-    for r in records: b.plot(*zip(*r["curve"]), label=f"{r['value']:g}", lw=1)
-    b.set_xlabel("training tokens"); b.set_ylabel("EV of the training batch"); b.set_ylim(0, 1); b.legend(fontsize=7, title=records[0]["name"])
-    fig.suptitle(title); fig.tight_layout()
-    return fig
-
-def record_sweep(exp: Experiment, records: list[dict], dest, command: str, seconds: float) -> Path:
-    """Write a sweep into `dest/sweep-<name>-<profile>-<setting>/` (with `-<tokens>` when it trained another number of
-    tokens than the config's): sweep.json, sweep.md, sweep.png and run.json."""
-    tokens = records[0].get("n_tokens", exp.train["n_tokens"])
-    out = Path(dest) / (f"sweep-{exp.name}-{exp.profile}-{records[0]['name']}" + (f"-{tokens}" if tokens != exp.train["n_tokens"] else ""))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps(dict(config=asdict(exp), records=records), indent=1, default=str))
-    (out / "sweep.md").write_text(sweep_table(records) + "\n")
-    plot_coefficient_sweep(records, f"{exp.name} ({exp.profile}), {exp.arch} {exp.d_sae} features").savefig(out / "sweep.png", dpi=120)
-    import matplotlib.pyplot as plt; plt.close("all")
-    write_run_json(out, exp, command, seconds)
-    return out
-
-
-# %% ../nbs/08_experiments.ipynb #232da74c
-def recorded(name: str, profile: str = "laptop", root=None) -> dict | None:
-    "The recorded results of `name` at `profile` (`records`, `table`, `run`, and the `folder` with its figures), or None."
-    d = Path(root or RESULTS_DIR) / f"{name}-{profile}"
-    if not (d / "records.json").exists(): return None
-    return dict(records=json.loads((d / "records.json").read_text())["records"], table=(d / "table1.md").read_text(),
-                run=json.loads((d / "run.json").read_text()) if (d / "run.json").exists() else {}, folder=d)
-
-def show_recorded(folder, markdown=("table1.md",), figures=("table1.png", "curves.png"), extra_markdown: str = ""):
-    "Display a recorded folder in a notebook: how it was made (run.json), its Markdown tables, then its figures."
-    from IPython.display import Image, Markdown, display
-    folder = Path(folder); run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
-    head = (f"**{folder.name}**, recorded by `{run.get('command')}` at commit {(run.get('commit') or '?')[:8]}: "
-            f"{run.get('seconds', 0) / 60:.0f} min on {run.get('cpus')} CPUs, recipe {run.get('recipe')}"
-            + (f"; training {run['training_seconds'] / 60:.0f} min in all, over every command that resumed it" if run.get("training_seconds") else ""))
-    display(Markdown("\n\n".join([head] + [(folder / f).read_text() for f in markdown if (folder / f).exists()] + [extra_markdown])))
-    for f in figures:
-        if (folder / f).exists(): display(Image(filename=str(folder / f)))
-
-
 # %% ../nbs/08_experiments.ipynb #cccfafa4
 def profiles_table(name: str) -> str:
     "What each size of setting `name` runs (model, hook, SAE, widths, tokens, recipe, ensembles), as Markdown."
@@ -524,42 +326,3 @@ def run_setting(name: str, progress: bool = False, **kw) -> tuple[Experiment, li
     plot_table1(records, exp.J, title=f"{exp.name} ({exp.profile})")
     return exp, records
 
-def check_table1(records: list[dict], J: int):
-    """What must hold at any size: an ensemble's L0 is the sum of its members' (Proposition 3.1), boosting
-    reconstructs better than its own first member, and every metric is in its range. Raises AssertionError."""
-    from saens.toy import summarize
-    st = {m: summarize(records, m) for m in ("ev", "mse", "l0")}
-    for method in ("bagging", "boosting"):
-        rows = [r for r in records if r["method"] == method and r["J"] == 1]
-        members_l0 = sum(r["l0"] for r in rows) / len(rows)
-        assert st["l0"][method, J][0] > members_l0, (method, st["l0"][method, J], members_l0)
-    assert st["ev"]["boosting", J][0] > st["ev"]["boosting", 1][0] and st["mse"]["boosting", J][0] < st["mse"]["boosting", 1][0]
-    for r in records:
-        assert 0 <= r["connectivity"] <= 1 and 0 <= r["stability"] <= 1 and r["ev"] <= 1 and r["mse"] >= 0, r
-
-def check_learned_l0(records: list[dict], J: int) -> dict:
-    """For an architecture that learns its sparsity (ReLU, JumpReLU): print each model's mean L0 and assert that a bagging
-    ensemble's is close to J times its first member's (its code is the members' codes side by side). Returns the L0s."""
-    rows = [("bagging", 1), ("expanded", J), ("bagging", J), ("boosting", 1), ("boosting", J)]
-    l0 = {m: float(np.mean([r["l0"] for r in records if (r["method"], r["J"]) == m])) for m in rows}
-    print(markdown_table(["model", "L0"], [[f"{m} (J={j})", f"{v:.1f}"] for (m, j), v in l0.items()]))
-    assert 0.5 * J * l0["bagging", 1] < l0["bagging", J] < 1.5 * J * l0["bagging", 1], l0
-    return l0
-
-def compare_with_recorded(name: str, records: list[dict], J: int, profile: str | None = None):
-    "The paper's claims as measured here, next to the recorded `laptop` run of `name` (shown in full, with its figures)."
-    from IPython.display import Markdown, display
-    from saens.toy import member_stability_table
-    here = f"here ({profile or current_profile()})"
-    rec = recorded(name, "laptop")
-    if rec is None:
-        display(Markdown(f"No `laptop` run of {name} is recorded yet: `saens eval {name} --profile laptop --record results` makes one."))
-        display(Markdown(claims_markdown({here: claim_margins(records, J)}))); return
-    made, now = rec["run"].get("settings"), run_settings(load_config(name, "laptop"))
-    changes = settings_changes(made, now) if made else ["not known: its run.json predates recording the settings"]
-    if changes:   # the profile moved on since this run: say so before showing it
-        display(Markdown(f"**This recorded run was made with another `laptop` profile than the current one** "
-                         f"(`saens eval {name} --profile laptop --record results` re-records it). What changed since:\n\n"
-                         + "\n".join(f"- `{c}`" for c in changes)))
-    show_recorded(rec["folder"], extra_markdown=member_stability_table(rec["records"], J))
-    display(Markdown(claims_markdown({here: claim_margins(records, J), "laptop, recorded": claim_margins(rec["records"], J)})))

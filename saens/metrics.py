@@ -15,9 +15,11 @@ from scipy.stats import beta as beta_dist
 Array = Union[torch.Tensor, np.ndarray]
 
 # %% auto #0
-__all__ = ['Array', 'ReconstructionStats', 'mse', 'explained_variance', 'l0', 'connectivity_dense', 'connectivity',
-           'stability_scores', 'stability', 'stability_random_expected', 'stability_random', 'stability_by_member',
-           'diversity', 'coverage', 'evaluate', 'evaluate_models']
+__all__ = ['Array', 'HIST_BINS', 'STABILITY_FIELDS', 'ReconstructionStats', 'mse', 'explained_variance', 'l0',
+           'connectivity_dense', 'connectivity', 'best_cosines', 'stability_scores', 'stability',
+           'stability_random_expected', 'stability_random', 'stability_by_member', 'shared_fraction',
+           'activation_moments', 'participation_ratio', 'gaussian_directions', 'stability_null', 'diversity',
+           'coverage', 'evaluate', 'evaluate_models']
 
 # %% ../nbs/04_metrics.ipynb #1f67c07c
 def _tensor(a: Array, name: str, ndim: int = 2) -> torch.Tensor:
@@ -152,23 +154,34 @@ def _decoders(decoders: Sequence[Array]) -> list[torch.Tensor]:
     dt = reduce(torch.promote_types, [D.dtype for D in Ds], torch.float32)
     return [_unit(D, dt) for D in Ds]
 
+def _matched_cosines(A: torch.Tensor, B: torch.Tensor) -> np.ndarray:
+    "The cosines of the best one-to-one matching of the rows of unit-norm `A` and `B` (`min(len(A), len(B))` of them)."
+    sim = (A @ B.T).double().cpu().numpy()
+    r, c = linear_sum_assignment(sim, maximize=True)
+    return sim[r, c]
+
+def _best_cosines(Ds: list[torch.Tensor]) -> list[torch.Tensor]:
+    "For each of the unit-norm decoders `Ds`, each feature's best cosine with any feature of any other (each pair's products once)."
+    best = [torch.full((len(D),), -torch.inf, dtype=D.dtype, device=D.device) for D in Ds]
+    for b in range(len(Ds)):
+        for o in range(b + 1, len(Ds)):   # row maxima serve b, column maxima serve o
+            r, c = _max_cos_both(Ds[b], Ds[o])
+            best[b] = torch.maximum(best[b], r); best[o] = torch.maximum(best[o], c)
+    return best
+
+def best_cosines(decoders: Sequence[Array]) -> list[torch.Tensor]:
+    "For each of M >= 2 models' decoders ([m_b, d]), each feature's best cosine with any feature of the other models (`[m_b]`)."
+    return [v.cpu() for v in _best_cosines(_decoders(decoders))]
+
 def stability_scores(decoders: Sequence[Array], method: str = "relaxed") -> torch.Tensor:
     "Stability s_b of each of M >= 2 independently trained models' decoders ([m_b, d]); `method` is 'relaxed' or 'hungarian'."
     if method not in ("relaxed", "hungarian"): raise ValueError(f"method: expected 'relaxed' or 'hungarian', got {method!r}")
     Ds = _decoders(decoders); M = len(Ds)
-    if method == "relaxed":   # each pair's similarities once: row maxima serve b, column maxima serve o
-        best = [torch.full((len(D),), -torch.inf, dtype=D.dtype, device=D.device) for D in Ds]
-        for b in range(M):
-            for o in range(b + 1, M):
-                r, c = _max_cos_both(Ds[b], Ds[o])
-                best[b] = torch.maximum(best[b], r); best[o] = torch.maximum(best[o], c)
-        return torch.stack([v.double().mean() for v in best]).cpu()
+    if method == "relaxed": return torch.stack([v.double().mean() for v in _best_cosines(Ds)]).cpu()
     h = torch.zeros(M, M, dtype=torch.float64)
     for b in range(M):
         for o in range(b + 1, M):
-            sim = (Ds[b] @ Ds[o].T).double().cpu().numpy()
-            r, c = linear_sum_assignment(sim, maximize=True)
-            h[b, o] = h[o, b] = sim[r, c].mean()
+            h[b, o] = h[o, b] = _matched_cosines(Ds[b], Ds[o]).mean()
     return h.sum(1) / (M - 1)
 
 def stability(decoders: Sequence[Array], method: str = "relaxed") -> float:
@@ -246,6 +259,58 @@ def stability_by_member(ensembles: Sequence, cache: dict | None = None) -> list[
         out.append(cache[key][1])
     return out
 
+# %% ../nbs/04_metrics.ipynb #e40cc41e
+def shared_fraction(decoders: Sequence[Array], threshold: float = 0.7) -> float:
+    """Share of features matched one-to-one (Hungarian, per pair of models) with a partner at cosine >= `threshold`,
+    for each ordered pair of the M >= 2 models' decoders ([m_b, d]; divided by the first model's size), then the mean."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1 <= threshold <= 1:
+        raise ValueError(f"threshold: a cosine in [-1, 1], got {threshold!r}")
+    Ds = _decoders(decoders); out = []
+    for b in range(len(Ds)):
+        for o in range(b + 1, len(Ds)):
+            k = int((_matched_cosines(Ds[b], Ds[o]) >= threshold).sum())
+            out += [k / len(Ds[b]), k / len(Ds[o])]
+    return float(np.mean(out))
+
+@torch.no_grad()
+def activation_moments(X: Array, batch_size: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+    "Mean `[d]` and covariance `[d, d]` (divided by N) of activations `X` `[N, d]`, accumulated in float64 over batches."
+    X = _tensor(X, "X")
+    if len(X) < 2: raise ValueError(f"X: need at least 2 activations for a covariance, got {len(X)}")
+    mean = X.double().mean(0); S = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64)
+    for i in range(0, len(X), batch_size):
+        x = X[i:i + batch_size].double().cpu() - mean.cpu(); S += x.T @ x
+    return mean.cpu(), S / len(X)
+
+def participation_ratio(cov: Array) -> float:
+    "`tr(cov)^2 / tr(cov^2)`: d for isotropic data, k for data spread evenly over k directions."
+    C = _tensor(cov, "cov").double()
+    if C.shape[0] != C.shape[1]: raise ValueError(f"cov: expected a square matrix, got {tuple(C.shape)}")
+    return float(torch.trace(C) ** 2 / (C * C).sum())
+
+def gaussian_directions(sizes: Sequence[int], cov: Array, mean: Array | None = None, seed: int = 0) -> list[torch.Tensor]:
+    """M = len(sizes) dictionaries of random directions shaped like the data: rows `z @ L.T (+ mean)` with z ~ N(0, I) drawn
+    from one generator seeded with `seed` and `L` the symmetric square root of `cov`. With `cov = I` and no mean these
+    are exactly `stability_random`'s draws."""
+    C = _tensor(cov, "cov").double().cpu()
+    if C.ndim != 2 or C.shape[0] != C.shape[1]: raise ValueError(f"cov: expected a square [d, d] matrix, got {tuple(C.shape)}")
+    sizes, d = _check_sizes(sizes, C.shape[0])
+    lam, U = torch.linalg.eigh((C + C.T) / 2)
+    if lam.min() < -1e-6 * max(lam.max().item(), 1e-30): raise ValueError(f"cov: not positive semi-definite (eigenvalue {lam.min():.3g})")
+    L = U @ torch.diag(lam.clamp_min(0).sqrt()) @ U.T
+    mu = 0 if mean is None else _tensor(mean, "mean", ndim=1).double().cpu()
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(m, d, generator=g).double() @ L.T + mu).float() for m in sizes]
+
+def stability_null(sizes: Sequence[int], cov: Array, mean: Array | None = None, seed: int = 0, threshold: float = 0.7,
+                   one_to_one: bool = True, device: str | torch.device | None = None) -> dict:
+    """Every stability measure of random directions shaped like the data (`gaussian_directions` of `sizes`): `relaxed`,
+    and with `one_to_one`, `hungarian` and `shared` (the fraction at `threshold`). The null read beside the isotropic floor."""
+    Ws = [W.to(device) for W in gaussian_directions(sizes, cov, mean, seed)]
+    out = dict(relaxed=stability(Ws))
+    if one_to_one: out.update(hungarian=stability(Ws, "hungarian"), shared=shared_fraction(Ws, threshold))
+    return out
+
 # %% ../nbs/04_metrics.ipynb #37261f90
 def diversity(W_dec: Array, threshold: float = 0.7) -> int:
     "Number of rows (features) of `W_dec` ([m, d]) whose cosine similarity with every other row is below `threshold`."
@@ -263,9 +328,8 @@ def coverage(W_dec: Array, reference: Array, threshold: float = 0.6) -> float:
 
 # %% ../nbs/04_metrics.ipynb #f21c41a1
 @torch.no_grad()
-def evaluate(sae, X: Array, batch_size: int = 4096) -> dict:
-    "EV, MSE, L0, connectivity and dead fraction of `sae` (anything with `encode`/`decode`/`d_sae`) on activations `X` [N, d_in]."
-    X = _tensor(X, "X")
+def _evaluate(sae, X: torch.Tensor, batch_size: int = 4096) -> tuple[dict, torch.Tensor]:
+    "`evaluate`'s metrics, and which features fired on `X` (a bool mask `[d_sae]`)."
     if not len(X): raise ValueError("X: need at least one held-out activation")
     dev = sae.W_dec.device
     from saens.coactivation import CoactivationCounter
@@ -276,33 +340,73 @@ def evaluate(sae, X: Array, batch_size: int = 4096) -> dict:
         c = sae.encode(x)
         rs.update(x, sae.decode(c)); cc.update(c); nnz += int((c != 0).sum()); fired |= (c != 0).any(0)
     return dict(ev=rs.explained_variance, mse=rs.mse, l0=nnz / len(X), connectivity=cc.connectivity(),
-                dead_frac=int((~fired).sum()) / sae.d_sae)
+                dead_frac=int((~fired).sum()) / sae.d_sae), fired.cpu()
+
+def evaluate(sae, X: Array, batch_size: int = 4096) -> dict:
+    "EV, MSE, L0, connectivity and dead fraction of `sae` (anything with `encode`/`decode`/`d_sae`) on activations `X` [N, d_in]."
+    return _evaluate(sae, _tensor(X, "X"), batch_size)[0]
 
 # %% ../nbs/04_metrics.ipynb #324269ce
+HIST_BINS = 50   # best-cosine histograms in the records: 50 bins of width 0.02 on [0, 1]
+STABILITY_FIELDS = ("stability", "stability_random", "stability_data", "stability_hungarian", "stability_hungarian_data",
+                    "shared", "shared_data", "stability_unpooled", "stability_unpooled_data", "stability_live", "stability_live_data")
+
 @torch.no_grad()
-def evaluate_models(models: dict, X: Array, batch_size: int = 4096, extra=None) -> list[dict]:
+def evaluate_models(models: dict, X: Array, batch_size: int = 4096, extra=None, one_to_one_max: int = 20_000) -> list[dict]:
     """`models`: `{(method, J, seed): SAE or Ensemble}`. One record per model (`evaluate`, plus `extra(model)` if given),
-    and for each (method, J) the stability of its seeds' dictionaries (mean and spread over base seeds) and its floor
-    `stability_random`; bagging/boosting ensembles with J >= 2 also get `stability_members` and `member_floor`."""
+    and for each (method, J) with several seeds every stability measure of its seeds' dictionaries beside its nulls
+    (`STABILITY_FIELDS`): relaxed (mean and spread over base seeds) with the isotropic floor `stability_random` and the
+    data-shaped null `stability_data`; Hungarian and the shared fraction at 0.7, each with its data-shaped null (NaN for
+    dictionaries above `one_to_one_max` features, where the assignment is too slow); unpooled (member against member:
+    the mean of `stability_members`; the plain stability for one SAE); live-only (features that fire on `X`).
+    Bagging/boosting ensembles with J >= 2 also get `stability_members` and `member_floor`."""
     X = _tensor(X, "X").float()
-    records = []
-    for (method, J, s), m in sorted(models.items()):
-        r = dict(method=method, J=J, seed=s, **evaluate(m, X, batch_size))
+    records, fired = [], {}
+    for key, m in sorted(models.items()):
+        method, J, s = key
+        r, fired[key] = _evaluate(m, X, batch_size)
+        r = dict(method=method, J=J, seed=s, **r)
         if extra is not None: r.update(extra(m))
         records.append(r)
-    groups, floors, member_cache, d, nan = {}, {}, {}, X.shape[1], float("nan")
+    groups, nulls, member_cache, d, nan = {}, {}, {}, X.shape[1], float("nan")
+    mean, cov = activation_moments(X, max(batch_size, 65536)) if len(X) > 1 else (None, None)
+    hist = lambda best: torch.histc(torch.cat(best).float().cpu().clamp(0, 1), bins=HIST_BINS, min=0, max=1).long().tolist()
+    relaxed = lambda best: torch.stack([v.double().mean() for v in best]).mean().item()
+    def null(kind, sizes, device):   # one draw per (kind, sizes); a one-to-one draw also serves the relaxed-only kind
+        if kind == "data-relaxed" and ("data", sizes) in nulls: return nulls["data", sizes]
+        if (kind, sizes) not in nulls:
+            if kind == "random":    # stability_random's draws, seed 0
+                g = torch.Generator().manual_seed(0); Ws = [torch.randn(m, d, generator=g).to(device) for m in sizes]
+            elif cov is None: nulls[kind, sizes] = dict(relaxed=nan, hungarian=nan, shared=nan, hist=None); return nulls[kind, sizes]
+            else: Ws = [W.to(device) for W in gaussian_directions(sizes, cov)]
+            best = best_cosines(Ws); out = dict(relaxed=relaxed(best), hist=hist(best))
+            if kind == "data": out.update(hungarian=stability(Ws, "hungarian"), shared=shared_fraction(Ws))
+            nulls[kind, sizes] = out
+        return nulls[kind, sizes]
     for method, J, s in sorted(models): groups.setdefault((method, J), []).append(s)
     for (method, J), seeds in groups.items():
         ms = [models[method, J, s] for s in seeds]
-        add = dict(stability=nan, stability_sd=0.0, stability_random=nan)
+        add = dict(stability_sd=0.0, **{f: nan for f in STABILITY_FIELDS})
         if len(ms) > 1:
-            Ws = [m.W_dec for m in ms]
-            sc, sizes = stability_scores(Ws), tuple(m.d_sae for m in ms)
-            if sizes not in floors: floors[sizes] = stability_random(sizes, d, device=Ws[0].device)   # one draw per sizes
-            add.update(stability=sc.mean().item(), stability_sd=sc.std().item(), stability_random=floors[sizes])
+            Ws = [m.W_dec for m in ms]; dev = Ws[0].device
+            best, sizes = best_cosines(Ws), tuple(m.d_sae for m in ms)
+            sc = torch.stack([v.double().mean() for v in best])      # stability_scores(Ws), from the same best cosines
+            one = max(sizes) <= one_to_one_max
+            iso, data = null("random", sizes, dev), null("data" if one else "data-relaxed", sizes, dev)
+            add.update(stability=sc.mean().item(), stability_sd=sc.std().item(), stability_random=iso["relaxed"],
+                       stability_data=data["relaxed"], best_cos_hist=dict(trained=hist(best), isotropic=iso["hist"], data=data["hist"]))
+            if one:
+                add.update(stability_hungarian=stability(Ws, "hungarian"), stability_hungarian_data=data["hungarian"],
+                           shared=shared_fraction(Ws), shared_data=data["shared"])
+            live = [W[fired[method, J, s].to(W.device)] for W, s in zip(Ws, seeds)]
+            if all(len(W) for W in live):
+                add.update(stability_live=stability(live), stability_live_data=null("data-relaxed", tuple(map(len, live)), dev)["relaxed"])
             if method in ("bagging", "boosting") and J >= 2 and all(hasattr(m, "members") for m in ms):
-                add.update(stability_members=stability_by_member(ms, cache=member_cache),
-                           member_floor=stability_random_expected([m.members[0].d_sae for m in ms], d))
+                members = stability_by_member(ms, cache=member_cache)
+                one_size = tuple(m.members[0].d_sae for m in ms)
+                add.update(stability_members=members, member_floor=stability_random_expected(list(one_size), d),
+                           stability_unpooled=float(np.mean(members)), stability_unpooled_data=null("data-relaxed", one_size, dev)["relaxed"])
+            else: add.update(stability_unpooled=add["stability"], stability_unpooled_data=add["stability_data"])
         for r in records:
             if (r["method"], r["J"]) == (method, J): r.update(add)
     return records

@@ -12,12 +12,12 @@ from torch import Tensor
 
 from .ensemble import train_bagging, train_boosting, train_expanded
 from .metrics import coverage, diversity, evaluate_models
-from .utils import markdown_table, mean_ci
 from .train import TrainConfig, by_profile, current_profile
+from .report import table1
+
 
 # %% auto #0
-__all__ = ['METRICS', 'NO_CI', 'ToyModel', 'make_toy_model', 'toy_sweep', 'summarize', 'table1_rows', 'table1', 'toy_table',
-           'member_stability_table', 'toy_config', 'toy_demo']
+__all__ = ['METRICS', 'ToyModel', 'make_toy_model', 'toy_sweep', 'toy_table', 'toy_config', 'toy_demo']
 
 # %% ../nbs/05_toy.ipynb #16bc8284
 @dataclass
@@ -78,48 +78,11 @@ def toy_sweep(toy: ToyModel, cfg: TrainConfig, *, d_sae: int = 64, k: int = 4, J
                                                            diversity=diversity(m.W_dec)))
 
 # %% ../nbs/05_toy.ipynb #790675aa
-def summarize(records: list[dict], metric: str) -> dict:
-    "`{(method, J): (mean, ci95_halfwidth)}` of `metric` over seeds (`mean_ci`: Student-t, nan with one seed)."
-    groups = {}
-    for r in records: groups.setdefault((r["method"], r["J"]), []).append(r[metric])
-    return {key: mean_ci(v) for key, v in groups.items()}
-
 METRICS = ("ev", "mse", "l0", "connectivity", "dead_frac", "stability", "stability_random", "coverage", "diversity")
-NO_CI = ("stability", "stability_random")   # one number per (method, J), computed across its seeds
-
-def table1_rows(J: int = 8) -> list[tuple]:
-    "The rows of Table 1 as (name, J, method of the records): a single SAE is J=1 of bagging."
-    return [("single", 1, "bagging"), ("expanded", J, "expanded"), ("bagging", J, "bagging"), ("boosting", J, "boosting")]
-
-def table1(records: list[dict], J: int = 8, metrics=METRICS, ci: bool = False) -> str:
-    "Table 1 as Markdown: single, expanded, bagging and boosting at `J`; mean over seeds (± 95% CI with `ci`)."
-    stats = {m: summarize(records, m) for m in metrics}
-    rows = []
-    for name, j, key in table1_rows(J):
-        if (key, j) not in stats[metrics[0]]: continue
-        cells = []
-        for m in metrics:
-            mean, half = stats[m][key, j]
-            f = ".0f" if m == "diversity" else ".1f" if m in ("l0", "mse") and abs(mean) >= 10 else ".3f"
-            cells.append(f"{mean:{f}}" + (f" ± {half:{f}}" if ci and m not in NO_CI and half == half else ""))
-        rows.append([name, str(j), *cells])
-    return markdown_table(["method", "J", *metrics], rows)
 
 def toy_table(records: list[dict], J: int = 8, metrics=METRICS) -> str:
     "Table 1 on the toy model, every metric including coverage and diversity."
     return table1(records, J, metrics)
-
-# %% ../nbs/05_toy.ipynb #755010a0
-def member_stability_table(records: list[dict], J: int = 8) -> str:
-    "Markdown: bagging's and boosting's stability at each member position of their J-member ensembles, and one member's floor."
-    rows = {}
-    for r in records:
-        if r["method"] in ("bagging", "boosting") and r["J"] == J and "stability_members" in r: rows.setdefault(r["method"], r)
-    if not rows:
-        raise ValueError(f"records: no bagging or boosting records with J={J} carry stability_members "
-                         "(evaluate_models adds them for ensembles with J >= 2 and at least 2 seeds)")
-    return markdown_table(["method", *(f"member {j + 1}" for j in range(J)), "floor (one member)"],
-                          [[m, *rows[m]["stability_members"], rows[m]["member_floor"]] for m in ("bagging", "boosting") if m in rows], fmt="{:.3f}")
 
 # %% ../nbs/05_toy.ipynb #840eab73
 def toy_config() -> dict:

@@ -77,3 +77,45 @@ def test_member_blocks_partition_the_members():
             blocks = [member_block(J, W, r) for r in range(W)]
             assert [j for b in blocks for j in b] == list(range(J))
             assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+
+
+RUN_METHODS = r'''
+import sys, torch
+from saens.distributed import distributed_trainers, init_distributed, launched_comm, barrier, cleanup, local_device
+from saens.experiments import Experiment, train_methods
+init_distributed()
+torch.manual_seed(0)
+F = torch.linalg.qr(torch.randn(16, 16))[0][:8]
+X = (torch.rand(4096, 8) * (torch.rand(4096, 8) < 0.25)) @ F
+exp = Experiment(name="known", profile="ci", model="m", hook="h", corpus="-", ctx_len=2, n_train_tokens=4096, n_eval_tokens=0,
+                 cache_dtype="float32", arch="topk", d_sae=8, sae_kwargs=dict(k=2), J=2, n_ensembles=1, expanded_J=(2,),
+                 train=dict(n_tokens=16 * 128, batch_size=128, lr=1e-2, lr_warmup_steps=2, sparsity_warmup_steps=0, dead_window=5000))
+comm = launched_comm()
+train_methods(exp, X, out=sys.argv[1], progress=False, log=lambda *a: None, trainers=distributed_trainers(comm), comm=comm,
+              device=str(local_device()))
+barrier(); cleanup()
+'''
+
+
+def test_a_distributed_run_writes_what_one_process_writes(tmp_path):
+    """`saens train` over processes is `train_methods` with other trainers: the run folder it leaves holds the same
+    files, the same SAE metadata (what model and hook each SAE reads) and the same training histories as one process."""
+    script = tmp_path / "run_methods.py"; script.write_text(RUN_METHODS)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=180)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+                          str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=180)
+    assert two.returncode == 0, two.stdout + two.stderr[-3000:]
+    files = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and "checkpoints" not in p.parts)
+    assert files(tmp_path / "one") == files(tmp_path / "two")
+    for name in ("expanded-J2-seed0", "bagging-J2-seed0", "boosting-J2-seed0"):
+        h1, h2 = (json.loads((tmp_path / r / name / "history.json").read_text()) for r in ("one", "two"))
+        assert h1["batch_size"] == h2["batch_size"] and len(h1["curves"]) == len(h2["curves"]) > 0, name
+        for c1, c2 in zip(h1["curves"], h2["curves"]):
+            assert [r["step"] for r in c1] == [r["step"] for r in c2] and len(c1) > 0, name
+            assert all(abs(a["ev"] - b["ev"]) < 1e-4 for a, b in zip(c1, c2)), name
+    cfgs = sorted((tmp_path / "two").rglob("config.json"))
+    assert cfgs and all("hook_name" in f.read_text() for f in cfgs)     # what each SAE reads is saved with it
+    for f in cfgs:
+        assert f.read_text() == (tmp_path / "one" / f.relative_to(tmp_path / "two")).read_text(), f
