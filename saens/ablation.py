@@ -18,10 +18,11 @@ from .report import summarize
 from .train import RECIPE_DATA, RECIPES, TrainConfig
 
 # %% auto #0
-__all__ = ['DIFFERENCES', 'ABLATION_METRICS', 'ablation_variants', 'run_ablation', 'ablation_summary', 'stability_claims',
-           'plot_ablation', 'ablation_table', 'claims_table', 'ablation_dir', 'recorded_variants', 'record_ablation',
-           'init_cosines', 'start_cosines', 'boosting_diagnosis', 'diagnosis_table', 'plot_diagnosis', 'diagnosis_dir',
-           'record_diagnosis']
+__all__ = ['DIFFERENCES', 'ABLATION_METRICS', 'LENGTH_MEASURES', 'GATE_MEASURES', 'ablation_variants', 'run_ablation',
+           'ablation_summary', 'stability_claims', 'plot_ablation', 'ablation_table', 'claims_table', 'ablation_dir',
+           'recorded_variants', 'record_ablation', 'length_sweep', 'length_summary', 'convergence_gate',
+           'lengths_table', 'gate_markdown', 'plot_lengths', 'record_lengths', 'init_cosines', 'start_cosines',
+           'boosting_diagnosis', 'diagnosis_table', 'plot_diagnosis', 'diagnosis_dir', 'record_diagnosis']
 
 # %% ../nbs/15_recipes.ipynb #67295530
 # the differences between the recipes, as switches: name -> the TrainConfig fields it changes (or "keep_bos", the data side)
@@ -175,6 +176,95 @@ def record_ablation(exp: Experiment, records: list[dict], base: str, dest, comma
     write_run_json(out, exp, command, seconds, **(dict(earlier=[r.get("command") for r in earlier]) if earlier else {}))
     return out
 
+
+# %% ../nbs/15_recipes.ipynb #a499f012
+LENGTH_MEASURES = ("ev", "l0", "dead_frac", "stability", "stability_random", "stability_data", "stability_hungarian",
+                   "shared", "stability_unpooled", "stability_live")
+GATE_MEASURES = ("stability", "stability_hungarian", "shared", "stability_unpooled", "stability_live")
+
+def length_sweep(exp: Experiment, lengths, methods=METHODS, progress: bool = False, log=print) -> list[dict]:
+    "Train and evaluate `exp` at each number of training tokens per SAE in `lengths` (each its own run); records labelled `n_tokens`."
+    records = []
+    for n in sorted(lengths):
+        e = copy.deepcopy(exp); e.train["n_tokens"] = int(n)
+        t0 = time.time()
+        cache, data = training_data(e, progress=progress)
+        models = sub_ensembles(train_methods(e, data, methods, progress=progress, log=lambda s: None), e.J, (1,))
+        recs = evaluate_models(models, cache.eval.tensor())
+        for r in recs: r.update(n_tokens=int(n))
+        records += recs
+        log(f"{n:,} tokens per SAE: {time.time() - t0:.0f} s  ({run_dir(e).name})")
+    return records
+
+def length_summary(records: list[dict], J: int) -> dict:
+    "`{n_tokens: {method: {measure: mean over ensembles}}}` for the single SAE (J=1 of bagging) and the methods at `J`."
+    out = {}
+    for n in sorted({r["n_tokens"] for r in records}):
+        rs = [r for r in records if r["n_tokens"] == n]
+        st = {m: summarize(rs, m) for m in LENGTH_MEASURES}
+        rows = [("single", ("bagging", 1))] + [(m, (m, J)) for m in METHODS]
+        out[n] = {name: {m: st[m][key][0] for m in LENGTH_MEASURES} for name, key in rows if key in st["ev"]}
+    return out
+
+def convergence_gate(summary: dict, stab_tol: float = 0.01, ev_tol: float = 0.005) -> dict:
+    """The last doubling of a length sweep: how much it moved each method's EV and stability measures, and whether every
+    move is within `ev_tol` (EV) and `stab_tol` (each measure of `GATE_MEASURES` that was measured). `accepted` is False
+    with fewer than two lengths."""
+    ns = sorted(summary)
+    if len(ns) < 2: return dict(accepted=False, lengths=ns, moves={})
+    a, b = summary[ns[-2]], summary[ns[-1]]
+    moves = {m: {k: b[m][k] - a[m][k] for k in ("ev",) + GATE_MEASURES if b[m][k] == b[m][k] and a[m][k] == a[m][k]}
+             for m in b if m in a}
+    ok = all(abs(v) < (ev_tol if k == "ev" else stab_tol) for mv in moves.values() for k, v in mv.items())
+    return dict(accepted=ok, lengths=ns[-2:], moves=moves)
+
+def lengths_table(summary: dict) -> str:
+    "Every method's EV and stability measures at each length, as Markdown (`measure (isotropic / data-shaped null)` for the relaxed one)."
+    f = lambda v: "n/a" if v != v else f"{v:.3f}"
+    rows = [[f"{n:,}", m, f(s["ev"]), f"{s['l0']:.0f}", f(s["dead_frac"]), f"{f(s['stability'])} ({f(s['stability_random'])} / {f(s['stability_data'])})",
+             f(s["stability_hungarian"]), f(s["shared"]), f(s["stability_unpooled"]), f(s["stability_live"])]
+            for n, ms in summary.items() for m, s in ms.items()]
+    return markdown_table(["tokens per SAE", "method", "EV", "L0", "never fire", "relaxed (isotropic / data null)", "Hungarian",
+                           "shared >= 0.7", "unpooled", "live only"], rows)
+
+def gate_markdown(gate: dict) -> str:
+    "The convergence gate's verdict and the largest move of the last doubling, per method."
+    if not gate["moves"]: return "Convergence gate: needs at least two lengths."
+    head = (f"**Convergence gate {'passed' if gate['accepted'] else 'not passed'}** (from {gate['lengths'][0]:,} to "
+            f"{gate['lengths'][1]:,} tokens per SAE; EV must move by less than 0.005 and every stability measure by less than 0.01):")
+    return head + "\n\n" + markdown_table(["method", "EV moved", "largest stability move (measure)"],
+        [[m, f"{mv.get('ev', float('nan')):+.4f}", "n/a" if len(mv) < 2 else "{:+.4f} ({})".format(*max(((v, k) for k, v in mv.items() if k != "ev"), key=lambda t: abs(t[0])))]
+         for m, mv in gate["moves"].items()])
+
+def plot_lengths(summary: dict, title: str = ""):
+    "EV and the relaxed, Hungarian and unpooled stabilities against training length, each method beside its nulls."
+    import matplotlib.pyplot as plt
+    colors = dict(single="tab:gray", expanded="tab:blue", bagging="tab:orange", boosting="tab:green")
+    ns = sorted(summary); methods = list(summary[ns[-1]])
+    fig, axes = plt.subplots(1, 4, figsize=(13, 2.9))
+    for ax, key, name in zip(axes, ("ev", "stability", "stability_hungarian", "stability_unpooled"), ("EV", "relaxed stability", "Hungarian stability", "unpooled stability")):
+        for m in methods:
+            ax.plot(ns, [summary[n][m][key] for n in ns], "o-", color=colors[m], label=m, ms=3)
+            if key == "stability":
+                ax.plot(ns, [summary[n][m]["stability_data"] for n in ns], ":", color=colors[m], lw=1)
+                ax.plot(ns, [summary[n][m]["stability_random"] for n in ns], "--", color=colors[m], lw=0.6)
+        ax.set_xscale("log", base=2); ax.set_xlabel("tokens per SAE"); ax.set_title(name, fontsize=9)
+    axes[1].text(0.02, 0.02, "dotted: data-shaped null; dashed: isotropic", transform=axes[1].transAxes, fontsize=7)
+    axes[0].legend(fontsize=7); fig.suptitle(title); fig.tight_layout()
+    return fig
+
+def record_lengths(exp: Experiment, records: list[dict], dest, command: str, seconds: float) -> Path:
+    "Write a length sweep into `dest/lengths-<name>-<profile>/`: records.json, lengths.md (table and gate), lengths.png, run.json."
+    from saens.record import write_run_json
+    import matplotlib.pyplot as plt
+    out = Path(dest) / f"lengths-{exp.name}-{exp.profile}"; out.mkdir(parents=True, exist_ok=True)
+    summary = length_summary(records, exp.J)
+    atomic_write_text(out / "records.json", json.dumps(dict(fingerprint=exp.fingerprint(), records=records, summary=summary), indent=1, default=str))
+    atomic_write_text(out / "lengths.md", lengths_table(summary) + "\n\n" + gate_markdown(convergence_gate(summary)) + "\n")
+    plot_lengths(summary, f"{exp.name} ({exp.profile}): every measure against training length").savefig(out / "lengths.png", dpi=120)
+    plt.close("all")
+    write_run_json(out, exp, command, seconds, lengths=sorted({r["n_tokens"] for r in records}))
+    return out
 
 # %% ../nbs/15_recipes.ipynb #088c18dc
 import torch

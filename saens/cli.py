@@ -82,6 +82,8 @@ def _report(exp, records, t0):
     print(f"\nTable 1: {exp.name} at profile {exp.profile!r} ({exp.model}, {exp.hook}, {exp.arch}, "
           f"{exp.d_sae} features per member, J={exp.J}, {exp.n_ensembles} seeds; mean ± 95% CI over seeds)\n")
     print(report_table(records, exp.J))
+    from saens.report import convergence_note
+    print("\n" + convergence_note(out))
     if any("stability_members" in r for r in records):
         from saens.report import member_stability_table
         print(f"\nStability of each member position across the {exp.n_ensembles} ensembles (floor: random directions of one member's size)\n")
@@ -149,6 +151,21 @@ def _cmd_ablation(args) -> int:
                         + (" --only " + shlex.join(args.only) if args.only else ""))
     out = record_ablation(exp, records, args.base, args.record, cmd, time.time() - t0)
     print((out / "ablation.md").read_text() + f"recorded in {out}")
+    return 0
+
+def _cmd_converge(args) -> int:
+    "`saens converge CONFIG --lengths ...`: every method and every stability measure at doubling training lengths (chapter 15)."
+    setup_command(args)
+    from saens.ablation import convergence_gate, gate_markdown, length_summary, length_sweep, lengths_table, record_lengths
+    t0 = time.time(); exp = _exp(args)
+    records = length_sweep(exp, args.lengths, methods=args.methods)
+    if not args.record:
+        summary = length_summary(records, exp.J)
+        print(lengths_table(summary) + "\n\n" + gate_markdown(convergence_gate(summary)))
+        return 0
+    cmd = _command_line(f"saens converge {exp.name} --profile {exp.profile} --lengths " + " ".join(map(str, args.lengths)))
+    out = record_lengths(exp, records, args.record, cmd, time.time() - t0)
+    print((out / "lengths.md").read_text() + f"recorded in {out}")
     return 0
 
 def _cmd_student(args) -> int:
@@ -250,6 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--lengths", nargs="+", type=int, default=None, metavar="N",
                    help="with --diagnose: also train fresh pairs of first and of second members for N tokens each")
     a.set_defaults(func=_cmd_ablation)
+
+    cv = sub.add_parser("converge", help="has training converged? every method and stability measure at several training lengths",
+                        description="Train and evaluate the setting at each number of training tokens per SAE given (each its own "
+                        "run, resumable), print EV, L0, the fraction of features that never fire and every stability measure "
+                        "beside its nulls at each length, and whether the last doubling moved EV by less than 0.005 and every "
+                        "stability measure by less than 0.01 (chapter 15).")
+    common(cv); training(cv)
+    cv.add_argument("--lengths", nargs="+", type=int, required=True, metavar="N", help="training tokens per SAE, e.g. 250000 500000 1000000")
+    cv.add_argument("--record", default=None, metavar="DIR", help="write the sweep (table, gate, figure, command, commit, time) into DIR/lengths-<config>-<profile>/")
+    cv.set_defaults(func=_cmd_converge)
 
     st = sub.add_parser("student", help="write the student versions of the chapters: each exercise's solution replaced by a stub",
                         description="Every chapter with exercises, with each solution's function bodies replaced by `raise "

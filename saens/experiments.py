@@ -21,7 +21,7 @@ from .metrics import evaluate_models
 from .sae import load_sae, save_sae
 from .utils import markdown_table, saens_home
 from .record import run_settings, settings_fingerprint
-from .report import METHODS, plot_sweep, plot_table1, plot_training_curves, report_table
+from .report import METHODS, convergence_note, plot_sweep, plot_table1, plot_training_curves, report_table
 from .train import RECIPE_DATA, RECIPES, SingleProcess, TrainConfig, current_profile
 
 # %% auto #0
@@ -269,7 +269,7 @@ def run_experiment(exp: Experiment, lm=None, methods=METHODS, sweep: bool = Fals
     out = run_dir(exp)
     meta = dict(config=asdict(exp), cache=cache.config, seconds=time.time() - t0, torch=torch.__version__)
     (out / "records.json").write_text(json.dumps(dict(meta=meta, records=records), indent=1, default=str))
-    (out / "table1.md").write_text(report_table(records, exp.J) + "\n")
+    (out / "table1.md").write_text(report_table(records, exp.J) + "\n\n" + convergence_note(out) + "\n")
     fig = plot_table1(records, exp.J, title=f"{exp.name} ({exp.profile})"); fig.savefig(out / "table1.png", dpi=120)
     if sweep: plot_sweep(records, title=f"{exp.name} ({exp.profile})").savefig(out / "sweep.png", dpi=120)
     plot_training_curves(out, title=f"{exp.name} ({exp.profile}): how far from saturation").savefig(out / "curves.png", dpi=120)

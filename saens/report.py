@@ -17,7 +17,7 @@ from .utils import markdown_table, mean_ci
 __all__ = ['METHODS', 'METRICS', 'NO_CI', 'TABLE_METRICS', 'STABILITY_COLUMNS', 'summarize', 'table1_rows', 'table1',
            'member_stability_table', 'claim_margins', 'paper_claims', 'claims_markdown', 'stability_table',
            'report_table', 'plot_table1', 'plot_training_curves', 'plot_sweep', 'sweep_table', 'plot_coefficient_sweep',
-           'check_table1', 'check_learned_l0']
+           'ev_trend', 'convergence_note', 'check_table1', 'check_learned_l0']
 
 # %% ../nbs/31_report.ipynb #7af35fcb
 METHODS = ("expanded", "bagging", "boosting")   # the methods of Table 1 besides the single SAE
@@ -183,6 +183,35 @@ def plot_coefficient_sweep(records: list[dict], title: str = ""):
     b.set_xlabel("training tokens"); b.set_ylabel("EV of the training batch"); b.set_ylim(0, 1); b.legend(fontsize=7, title=records[0]["name"])
     fig.suptitle(title); fig.tight_layout()
     return fig
+
+# %% ../nbs/31_report.ipynb #32b230f1
+def ev_trend(run, frac: float = 0.4) -> dict:
+    """How much the batch EV still rises at the end of training, for every curve in the run folder `run` (each model's
+    `history.json`; boosting has one curve per stage): the least-squares slope over the last `frac` of the logged steps,
+    times a fifth of the steps. `{model (and stage): rise per fifth of the run}`."""
+    out = {}
+    for f in sorted(Path(run).glob("*/history.json")):
+        curves = json.loads(f.read_text())["curves"]
+        for j, curve in enumerate(curves):
+            pts = [(r["step"], r["ev"]) for r in curve if "ev" in r]
+            if len(pts) < 3: continue
+            last = pts[-1][0]
+            tail = [p for p in pts if p[0] >= (1 - frac) * last]
+            steps, ev = np.array(tail if len(tail) >= 3 else pts[-3:], dtype=float).T
+            out[f.parent.name + (f" stage {j + 1}" if len(curves) > 1 else "")] = float(np.polyfit(steps, ev, 1)[0] * last / 5)
+    return out
+
+def convergence_note(run, tol: float = 0.005) -> str:
+    "One line for a run's table: which methods' batch EV still rises by more than `tol` per fifth of training, if any."
+    trend = ev_trend(run)
+    if not trend: return "Convergence: no training curves in this run folder."
+    worst = {}
+    for name, v in trend.items():
+        method = name.split("-J")[0]; worst[method] = max(worst.get(method, -1.0), v)
+    rising = {m: v for m, v in worst.items() if v > tol}
+    if not rising: return f"Converged by this test: no training curve's batch EV rises by more than {tol} per fifth of its run."
+    return ("**Not converged at this length:** the batch EV still rises, by up to " + ", ".join(f"{v:+.3f} ({m})" for m, v in sorted(rising.items()))
+            + f" per fifth of the run (the limit is {tol}); these numbers are snapshots of SAEs still learning.")
 
 # %% ../nbs/31_report.ipynb #4693db47
 def check_table1(records: list[dict], J: int):

@@ -1,3 +1,4 @@
+import json
 import shutil
 import subprocess
 
@@ -28,7 +29,7 @@ def test_unknown_subcommand_is_an_error():
     assert e.value.code == 2
 
 
-@pytest.mark.parametrize("cmd", ["quickstart", "cache", "train", "eval", "sweep", "ablation"])
+@pytest.mark.parametrize("cmd", ["quickstart", "cache", "train", "eval", "sweep", "ablation", "converge"])
 def test_subcommand_help_explains_options(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args([cmd, "--help"])
@@ -130,3 +131,22 @@ def test_ablation_records_a_few_variants_at_a_time_without_evaluating_the_base_a
     diag = dest / "diagnosis-ablation-ci-saens"
     assert json.loads((diag / "run.json").read_text())["command"].endswith("--diagnose")
     assert json.loads((diag / "records.json").read_text())["diagnosis"]["seeds"] == [0, 1]
+
+
+def test_converge_records_every_measure_at_each_length_and_the_gate(tmp_path, capsys):
+    "`saens converge quickstart --profile ci --lengths A B --record DIR` trains each length as its own run and records the gate."
+    rc = main(["converge", "quickstart", "--profile", "ci", "--lengths", "2048", "4096", "--home", str(tmp_path / "home"),
+               "--record", str(tmp_path / "results"), "--threads", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    rec = tmp_path / "results" / "lengths-quickstart-ci"
+    md = (rec / "lengths.md").read_text()
+    assert "| 2,048 | bagging |" in md and "| 4,096 | boosting |" in md and "Convergence gate" in md
+    run = json.loads((rec / "run.json").read_text())
+    assert run["lengths"] == [2048, 4096] and run["command"].startswith("saens converge quickstart --profile ci --lengths 2048 4096")
+    assert (rec / "lengths.png").exists()
+    # each length is its own run folder, and a second command reuses them
+    assert len(list((tmp_path / "home" / "runs").glob("quickstart-ci-*"))) == 2
+    saved = {f: f.stat().st_mtime_ns for f in (tmp_path / "home" / "runs").rglob("*.safetensors")}
+    assert main(["converge", "quickstart", "--profile", "ci", "--lengths", "4096", "--home", str(tmp_path / "home")]) == 0
+    assert saved and {f: f.stat().st_mtime_ns for f in (tmp_path / "home" / "runs").rglob("*.safetensors")} == saved   # nothing retrained
