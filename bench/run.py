@@ -298,7 +298,7 @@ def bench4(S, device, res, args):
                 if prev: st["resid"] = ensemble.next_residual(prev[-1], st["resid"], device=device)
                 _, _ = train_timed(sae, st["resid"], steps, B, warm, device=device)
             else:
-                fn = ensemble._residual_fn if v == "per_step" else official_residual
+                fn = ensemble.boosting_residual if v == "per_step" else official_residual
                 _, _ = train_timed(sae, acts, steps, B, warm, device=device,
                                    transform=(lambda x, prev=prev: fn(prev, x)) if prev else None)
             sync(device); dt = time.perf_counter() - t0
@@ -310,7 +310,7 @@ def bench4(S, device, res, args):
     # the fix computes the same residual: compare on held rows
     with torch.no_grad():
         x = acts[:1024].float()
-        a = ensemble._residual_fn(state["materialised"]["members"], x)
+        a = ensemble.boosting_residual(state["materialised"]["members"], x)
         b = state["materialised"]["resid"][:1024] - state["materialised"]["members"][-1](state["materialised"]["resid"][:1024])
         r["materialised_vs_per_step_residual_max_abs_diff"] = (a - b).abs().max().item()
     r["stage_s"] = times

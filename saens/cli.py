@@ -23,14 +23,15 @@ def setup_command(args):
     tune_malloc()   # CPU training speed (chapter 38); a no-op outside glibc
     if getattr(args, "profile", None): os.environ["SAENS_PROFILE"] = args.profile
     if getattr(args, "home", None): os.environ["SAENS_HOME"] = str(Path(args.home).resolve())
-    if getattr(args, "threads", None): import torch; torch.set_num_threads(args.threads)
+    if getattr(args, "threads", None) is not None: import torch; torch.set_num_threads(args.threads)
 
 def _exp(args):
     from saens.experiments import load_config
     exp = load_config(args.config)
     if getattr(args, "device", None): exp.train["device"] = args.device
-    if getattr(args, "seeds", None): exp.n_ensembles = args.seeds
+    if getattr(args, "seeds", None) is not None: exp.n_ensembles = args.seeds
     if getattr(args, "stream", False): exp.stream = True
+    if getattr(args, "seed_set", 0): exp.seed_set = args.seed_set
     return exp
 
 def _cmd_toy(args) -> int:
@@ -103,9 +104,18 @@ def _cmd_eval(args) -> int:
         print(f"recorded in {record_results(exp, run_dir(exp), args.record, command, time.time() - t0)}")
     return 0
 
+def _portable(arg: str) -> str:
+    "A command-line word as it may be committed: an absolute path becomes relative to the working folder, or to ~, or `<path>`."
+    if not os.path.isabs(arg): return arg
+    p, cwd, home = Path(arg).resolve(), Path.cwd().resolve(), Path.home().resolve()
+    if p.is_relative_to(cwd): return str(p.relative_to(cwd)) or "."
+    if p.is_relative_to(home): return "~/" + str(p.relative_to(home))
+    return "<path>"
+
 def _command_line(default: str) -> str:
-    "The command as the user typed it (for recorded results), or `default` when not run from the console script."
-    return "saens " + shlex.join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name == "saens" else default
+    """The command as the user typed it (for recorded results), or `default` when not run from the console script. Absolute
+    paths (`--home /data/me/...`) are not recorded as they are: results are committed, and a local path means nothing elsewhere."""
+    return "saens " + shlex.join(map(_portable, sys.argv[1:])) if sys.argv and Path(sys.argv[0]).name == "saens" else default
 
 def _cmd_sweep(args) -> int:
     setup_command(args)
@@ -119,13 +129,14 @@ def _cmd_sweep(args) -> int:
     print(sweep_table(records))
     if args.record:
         cmd = _command_line(f"saens sweep {exp.name} --profile {exp.profile} --param {args.param} --values {' '.join(map(str, args.values))}"
-                           + (f" --tokens {args.tokens}" if args.tokens else ""))
+                           + (f" --tokens {args.tokens}" if args.tokens is not None else ""))
         print(f"recorded in {record_sweep(exp, records, args.record, cmd, time.time() - t0)}")
     return 0
 
 def _diagnose(args, exp, t0) -> int:
-    "`saens ablation CONFIG --diagnose`: why boosting's later members are (un)stable, on the base recipe's runs (chapter 15)."
-    from saens.ablation import ablation_variants, boosting_diagnosis, diagnosis_table, record_diagnosis
+    "`saens ablation CONFIG --diagnose`: why boosting's later members are (un)stable, on the base recipe's runs (chapter 15b)."
+    from saens.recipes import ablation_variants
+    from saens.diagnosis import boosting_diagnosis, diagnosis_table, record_diagnosis
     base = ablation_variants(exp, args.base)[0][1]
     d = boosting_diagnosis(base, lengths=args.lengths or ())
     print(diagnosis_table(d))
@@ -137,7 +148,7 @@ def _diagnose(args, exp, t0) -> int:
 
 def _cmd_ablation(args) -> int:
     setup_command(args)
-    from saens.ablation import ablation_summary, ablation_table, record_ablation, recorded_variants, run_ablation
+    from saens.recipes import ablation_summary, ablation_table, record_ablation, recorded_variants, run_ablation
     t0 = time.time(); exp = _exp(args)
     if args.diagnose: return _diagnose(args, exp, t0)
     # recording a few more variants: the base already recorded for this setting is not evaluated again (it is kept there)
@@ -154,9 +165,9 @@ def _cmd_ablation(args) -> int:
     return 0
 
 def _cmd_converge(args) -> int:
-    "`saens converge CONFIG --lengths ...`: every method and every stability measure at doubling training lengths (chapter 15)."
+    "`saens converge CONFIG --lengths ...`: every method and every stability measure at doubling training lengths (chapter 15b)."
     setup_command(args)
-    from saens.ablation import convergence_gate, gate_markdown, length_summary, length_sweep, lengths_table, record_lengths
+    from saens.diagnosis import convergence_gate, gate_markdown, length_summary, length_sweep, lengths_table, record_lengths
     t0 = time.time(); exp = _exp(args)
     records = length_sweep(exp, args.lengths, methods=args.methods)
     if not args.record:
@@ -189,6 +200,20 @@ def _cmd_quickstart(args) -> int:
     return _cmd_eval(args)
 
 # %% ../nbs/09_cli.ipynb #11b6ed5a
+def _positive(text: str) -> int:
+    "An argparse type: a whole number >= 1 (0 and negatives are refused, not ignored)."
+    try: v = int(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1: raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+def _nonnegative(text: str) -> int:
+    "An argparse type: a whole number >= 0."
+    try: v = int(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0: raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
+
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of the `saens` command."
     from saens.train import config_help
@@ -202,12 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="size: ci (minutes), laptop (the embedded model, ~15 min on 2 CPU cores), paper (the paper's "
                        "model and sizes; GPU and Hub). Default: $SAENS_PROFILE, else laptop")
         s.add_argument("--home", default=None, help="where activations and runs go (default: $SAENS_HOME, else ~/.cache/saens)")
-        s.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+        s.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)")
 
     def training(s):
         s.add_argument("--methods", nargs="+", choices=("expanded", "bagging", "boosting"), default=["expanded", "bagging", "boosting"],
                        help="which methods to train (default: all three)")
-        s.add_argument("--seeds", type=int, default=None, help="independently trained copies per method (default: the config's)")
+        s.add_argument("--seeds", type=_positive, default=None, help="independently trained copies per method (default: the config's)")
+        s.add_argument("--seed-set", type=_nonnegative, default=0, metavar="K", help="train from the K-th disjoint set of seeds (default 0): a "
+                       "second set (1) gives the claims an interval; recorded as <config>-<profile>-seeds<K>")
         s.add_argument("--device", default=None, help="train on this torch device, e.g. cuda (default: cpu, or the config's)")
         s.add_argument("--stream", action="store_true", help="run the model while training instead of caching the training "
                        "activations (chapter 7b; the paper profiles stream already); only the held-out tokens are cached")
@@ -218,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "evaluate them on held-out tokens and print Table 1 (EV, MSE, L0, connectivity, stability). "
                        "Re-running it reuses everything already computed.")
     q.add_argument("--home", default=None, help="where activations and runs go (default: $SAENS_HOME, else ~/.cache/saens)")
-    q.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    q.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)")
     q.add_argument("--record", default=None, metavar="DIR", help="copy the results with the command, commit and wall time into DIR/quickstart-<profile>/")
     q.set_defaults(func=_cmd_quickstart)
 
@@ -249,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(w)
     w.add_argument("--param", required=True, help="the setting to vary: an SAE's (l1_coeff, sparsity_coeff, k, init_threshold) or training's (lr, ...)")
     w.add_argument("--values", nargs="+", type=float, required=True, help="the values to try")
-    w.add_argument("--tokens", type=int, default=None, help="training tokens per SAE (default: the config's)")
+    w.add_argument("--tokens", type=_positive, default=None, help="training tokens per SAE (default: the config's)")
     w.add_argument("--record", default=None, metavar="DIR", help="write the sweep (table, figure, command, commit, time) into DIR/sweep-<config>-<profile>-<param>/")
     w.set_defaults(func=_cmd_sweep)
 
@@ -264,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--diagnose", action="store_true", help="instead of the ablation: measure why boosting's members after the "
                    "first are (un)stable on the base recipe's runs (drift from their start, the residuals, a twin on the same "
                    "residual); with --record, into DIR/diagnosis-<config>-<profile>-<base>/")
-    a.add_argument("--lengths", nargs="+", type=int, default=None, metavar="N",
+    a.add_argument("--lengths", nargs="+", type=_positive, default=None, metavar="N",
                    help="with --diagnose: also train fresh pairs of first and of second members for N tokens each")
     a.set_defaults(func=_cmd_ablation)
 
@@ -272,9 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train and evaluate the setting at each number of training tokens per SAE given (each its own "
                         "run, resumable), print EV, L0, the fraction of features that never fire and every stability measure "
                         "beside its nulls at each length, and whether the last doubling moved EV by less than 0.005 and every "
-                        "stability measure by less than 0.01 (chapter 15).")
+                        "stability measure by less than 0.01 (chapter 15b).")
     common(cv); training(cv)
-    cv.add_argument("--lengths", nargs="+", type=int, required=True, metavar="N", help="training tokens per SAE, e.g. 250000 500000 1000000")
+    cv.add_argument("--lengths", nargs="+", type=_positive, required=True, metavar="N", help="training tokens per SAE, e.g. 250000 500000 1000000")
     cv.add_argument("--record", default=None, metavar="DIR", help="write the sweep (table, gate, figure, command, commit, time) into DIR/lengths-<config>-<profile>/")
     cv.set_defaults(func=_cmd_converge)
 

@@ -19,8 +19,8 @@ from .memory import hold_residuals, next_residual
 
 
 # %% auto #0
-__all__ = ['Ensemble', 'save_ensemble', 'load_ensemble', 'data_width', 'member_checkpoints', 'train_bagging', 'train_boosting',
-           'train_expanded']
+__all__ = ['Ensemble', 'save_ensemble', 'load_ensemble', 'data_width', 'member_checkpoints', 'train_bagging', 'boosting_residual',
+           'train_boosting', 'train_expanded']
 
 # %% ../nbs/03_ensemble.ipynb #a71e384c
 _SAE_API = ("encode", "decode", "W_dec", "b_dec", "d_in", "d_sae")
@@ -174,7 +174,7 @@ def train_bagging(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, J
     return Ensemble(members, mode="bagging")
 
 @torch.no_grad()
-def _residual_fn(members: list, x: Tensor) -> Tensor:
+def boosting_residual(members: list, x: Tensor) -> Tensor:
     "What the next boosting member must fit: x minus the frozen earlier members' reconstructions."
     for m in members: x = x - m(x)
     return x
@@ -197,7 +197,7 @@ def train_boosting(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, 
             for m in members[r_upto:]: r = next_residual(m, r, device=cfg.device)
             r_upto = len(members)
         m = train_sae(make_sae(arch, d_in, d_sae, seed=seed + j, **sae_kwargs), r if held else data, c,
-                      transform=None if held or not prev else (lambda x, prev=prev: _residual_fn(prev, x)),
+                      transform=None if held or not prev else (lambda x, prev=prev: boosting_residual(prev, x)),
                       raw=data if held and prev else None,
                       desc=f"boosting {j + 1}/{J}", comm=comm)
         m.requires_grad_(False)

@@ -25,9 +25,10 @@ from .report import METHODS, convergence_note, plot_sweep, plot_table1, plot_tra
 from .train import RECIPE_DATA, RECIPES, SingleProcess, TrainConfig, current_profile
 
 # %% auto #0
-__all__ = ['CONFIG_DIR', 'METHOD_IO', 'config_names', 'Experiment', 'load_config', 'cache_dir', 'run_dir', 'get_cache',
-           'open_stream', 'training_data', 'ResourceError', 'resource_estimate', 'check_resources', 'method_seed',
-           'train_methods', 'sub_ensembles', 'run_experiment', 'coefficient_sweep', 'profiles_table', 'run_setting']
+__all__ = ['CONFIG_DIR', 'SEED_SET_STRIDE', 'METHOD_IO', 'config_names', 'Experiment', 'load_config', 'cache_dir', 'run_dir',
+           'get_cache', 'open_stream', 'training_data', 'ResourceError', 'resource_estimate', 'check_resources',
+           'method_seed', 'train_methods', 'sub_ensembles', 'run_experiment', 'coefficient_sweep', 'profiles_table',
+           'run_setting']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
@@ -67,6 +68,7 @@ class Experiment:
     stream: bool = False              # train from the model on the fly (chapter 7b); only the held-out split is cached
     buffer_tokens: int = 262_144      # rows of the stream's shuffle buffer (one fill)
     d_in: int | None = None           # the hook's width (the SAE's d_in), for the resource estimate
+    seed_set: int = 0                 # which disjoint set of seeds: set k trains ensembles from seed block k (`method_seed`)
 
     @property
     def recipe(self) -> str: return self.train.get("recipe", "saens")
@@ -206,6 +208,8 @@ def check_resources(exp: Experiment, lm=None, log=print, available: dict | None 
     return est
 
 # %% ../nbs/08_experiments.ipynb #d02a353a
+SEED_SET_STRIDE = 100   # seed set k trains ensembles k*100, k*100 + 1, ...: disjoint from every other set while n_ensembles < 100
+
 def method_seed(method: str, s: int) -> int:  # the base seed of ensemble s of a method: disjoint across methods and members
     return 1000 * s + {"bagging": 0, "boosting": 500, "expanded": 900}[method]
 
@@ -235,7 +239,8 @@ def train_methods(exp: Experiment, data, methods=METHODS, out: Path | None = Non
                     t0 = time.time()
                     cfg = exp.train_config(checkpoint_dir=str(out / "checkpoints" / path.name), progress=progress,
                                            checkpoint_every=exp.train.get("checkpoint_every", 200), **train_kw)
-                    m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=method_seed(method, s), **exp.sae_kwargs).describe(**reads)
+                    seed = method_seed(method, s + SEED_SET_STRIDE * exp.seed_set)
+                    m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=seed, **exp.sae_kwargs).describe(**reads)
                     if comm.is_main:
                         save(m, path)
                         trained = [m] if method == "expanded" else m.members[:1] if method == "bagging" else m.members   # bagging's members share one log

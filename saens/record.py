@@ -15,12 +15,12 @@ import torch
 
 import saens
 from .utils import markdown_table
-from .report import claim_margins, claims_markdown, member_stability_table, plot_coefficient_sweep, sweep_table
+from .report import claim_margins, claim_verdicts, claims_markdown, member_stability_table, plot_coefficient_sweep, sweep_table, verdicts_markdown
 
 # %% auto #0
 __all__ = ['RESULT_FILES', 'RESULTS_DIR', 'record_results', 'copy_histories', 'run_settings', 'settings_fingerprint',
-           'settings_changes', 'write_run_json', 'record_sweep', 'recorded', 'show_recorded', 'compare_with_recorded',
-           'recorded_summary']
+           'settings_changes', 'write_run_json', 'record_sweep', 'recorded_name', 'recorded', 'show_recorded',
+           'compare_with_recorded', 'recorded_summary']
 
 # %% ../nbs/32_record.ipynb #67d772e5
 RESULT_FILES = ("records.json", "table1.md", "table1.png", "sweep.png", "curves.png")
@@ -30,7 +30,7 @@ def record_results(exp, src, dest, command: str, seconds: float) -> Path:
     """Copy the results of experiment `exp`, finished in its run folder `src`, into `dest/<name>-<profile>/` with a
     `run.json` saying how they were made."""
     import shutil
-    src, out = Path(src), Path(dest) / f"{exp.name}-{exp.profile}"
+    src, out = Path(src), Path(dest) / recorded_name(exp.name, exp.profile, getattr(exp, "seed_set", 0))
     if not (src / "records.json").exists(): raise FileNotFoundError(f"{src} has no records.json: run `saens eval {exp.name}` first")
     out.mkdir(parents=True, exist_ok=True)
     for f in RESULT_FILES:
@@ -54,6 +54,7 @@ def run_settings(exp) -> dict:
     hashes them with `settings_fingerprint`."""
     d = json.loads(json.dumps(asdict(exp), default=str))
     for k in ("description", "d_in") + (() if exp.stream else ("buffer_tokens",)): d.pop(k)
+    if not d.get("seed_set"): d.pop("seed_set", None)   # the first seed set: as every run recorded before seed sets existed
     return d
 
 def settings_fingerprint(settings: dict) -> str:
@@ -97,9 +98,13 @@ def record_sweep(exp, records: list[dict], dest, command: str, seconds: float) -
     return out
 
 # %% ../nbs/32_record.ipynb #9997c258
-def recorded(name: str, profile: str = "laptop", root=None) -> dict | None:
-    "The recorded results of `name` at `profile` (`records`, `table`, `run`, and the `folder` with its figures), or None."
-    d = Path(root or RESULTS_DIR) / f"{name}-{profile}"
+def recorded_name(name: str, profile: str, seed_set: int = 0) -> str:
+    "The results folder of a run: `<name>-<profile>`, and `-seeds<k>` for seed set k > 0."
+    return f"{name}-{profile}" + (f"-seeds{seed_set}" if seed_set else "")
+
+def recorded(name: str, profile: str = "laptop", root=None, seed_set: int = 0) -> dict | None:
+    "The recorded results of `name` at `profile` and `seed_set` (`records`, `table`, `run`, and the `folder` with its figures), or None."
+    d = Path(root or RESULTS_DIR) / recorded_name(name, profile, seed_set)
     if not (d / "records.json").exists(): return None
     return dict(records=json.loads((d / "records.json").read_text())["records"], table=(d / "table1.md").read_text(),
                 run=json.loads((d / "run.json").read_text()) if (d / "run.json").exists() else {}, folder=d)
@@ -135,6 +140,10 @@ def compare_with_recorded(name: str, records: list[dict], J: int, laptop: dict, 
                          + "\n".join(f"- `{c}`" for c in changes)))
     show_recorded(rec["folder"], extra_markdown=member_stability_table(rec["records"], J))
     display(Markdown(claims_markdown({here: claim_margins(records, J), "laptop, recorded": claim_margins(rec["records"], J)})))
+    sets = [rec["records"]]
+    while (more := recorded(name, "laptop", seed_set=len(sets))) is not None: sets.append(more["records"])
+    display(Markdown(f"The claims decided by intervals over the {len(sets)} recorded seed set(s) of the `laptop` run:\n\n"
+                     + verdicts_markdown(claim_verdicts(sets, J))))
 
 # %% ../nbs/32_record.ipynb #e3e13064
 def recorded_summary(names, profile: str = "laptop", root=None) -> str:

@@ -16,8 +16,8 @@ from .utils import markdown_table, mean_ci
 # %% auto #0
 __all__ = ['METHODS', 'METRICS', 'NO_CI', 'TABLE_METRICS', 'STABILITY_COLUMNS', 'summarize', 'table1_rows', 'table1',
            'member_stability_table', 'claim_margins', 'paper_claims', 'claims_markdown', 'stability_table',
-           'report_table', 'plot_table1', 'plot_training_curves', 'plot_sweep', 'sweep_table', 'plot_coefficient_sweep',
-           'ev_trend', 'convergence_note', 'check_table1', 'check_learned_l0']
+           'report_table', 'claim_verdicts', 'verdicts_markdown', 'plot_table1', 'plot_training_curves', 'plot_sweep',
+           'sweep_table', 'plot_coefficient_sweep', 'ev_trend', 'convergence_note', 'check_table1', 'check_learned_l0']
 
 # %% ../nbs/31_report.ipynb #7af35fcb
 METHODS = ("expanded", "bagging", "boosting")   # the methods of Table 1 besides the single SAE
@@ -116,6 +116,26 @@ def report_table(records: list[dict], J: int = 8) -> str:
     """Table 1 of a language-model experiment (the paper's metrics, mean ± 95% CI over seeds, with both nulls of the
     relaxed stability), then every stability measure beside its nulls (`stability_table`)."""
     return table1(records, J, TABLE_METRICS, ci=True) + "\n\n" + stability_table(records, J)
+
+# %% ../nbs/31_report.ipynb #83376f45
+def claim_verdicts(record_sets: list[list[dict]], J: int = 8) -> dict:
+    """Each claim of `claim_margins`, decided over disjoint seed sets (one list of records per set): `{claim: (mean margin,
+    half-width of its 95% interval, verdict)}`, the verdict 'holds' (interval above 0), 'does not hold' (below 0) or
+    'not decided' (it contains 0, or there is one set, or the margin was not measured)."""
+    per_set = [claim_margins(rs, J) for rs in record_sets]
+    out = {}
+    for name in per_set[0]:
+        m, half = mean_ci([p[name] for p in per_set])
+        lo, hi = m - half, m + half
+        out[name] = (m, half, "holds" if lo > 0 else "does not hold" if hi < 0 else "not decided")
+    return out
+
+def verdicts_markdown(verdicts: dict) -> str:
+    "`claim_verdicts` as Markdown: claim, mean margin ± the half-width of its 95% interval, verdict."
+    f = lambda v: "n/a" if v != v else _margin(v)
+    return markdown_table(["claim", "margin (95% interval over seed sets)", "verdict"],
+                          [[n, f"{f(m)} ± {'n/a' if h != h else f'{h:.4f}'}", v + (" at this size" if v == "not decided" else "")]
+                           for n, (m, h, v) in verdicts.items()])
 
 # %% ../nbs/31_report.ipynb #6dab8140
 _COLORS = dict(single="tab:gray", expanded="tab:blue", bagging="tab:orange", boosting="tab:green")

@@ -150,3 +150,20 @@ def test_converge_records_every_measure_at_each_length_and_the_gate(tmp_path, ca
     saved = {f: f.stat().st_mtime_ns for f in (tmp_path / "home" / "runs").rglob("*.safetensors")}
     assert main(["converge", "quickstart", "--profile", "ci", "--lengths", "4096", "--home", str(tmp_path / "home")]) == 0
     assert saved and {f: f.stat().st_mtime_ns for f in (tmp_path / "home" / "runs").rglob("*.safetensors")} == saved   # nothing retrained
+
+
+def test_recorded_command_lines_hold_no_absolute_local_paths(tmp_path, monkeypatch):
+    "run.json is committed: `--home /abs/...` is recorded relative to the working folder, or to ~, or as <path>."
+    import os
+    import sys
+    from pathlib import Path
+    from saens.cli import _command_line
+    monkeypatch.chdir(tmp_path)
+    home = Path.home()
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/saens", "eval", "x", "--home", str(tmp_path / "h"), "--record", "results",
+                                      "--x", str(home / "data" / "run"), "--y", "/definitely/elsewhere"])
+    line = _command_line("default")
+    assert line == "saens eval x --home h --record results --x '~/data/run' --y '<path>'"
+    assert not any(os.path.isabs(w) for w in line.split())
+    monkeypatch.setattr(sys, "argv", ["python", "-c"])
+    assert _command_line("default") == "default"

@@ -1,5 +1,7 @@
-"record_results: a run resumed over several commands records every model's own training time, not only the last command's, and copies each model's history."
+"The record: record_results (training time of every model, histories), run.json settings and fingerprints, seed sets, and counts that the command line refuses instead of ignoring."
 import json
+
+import pytest
 
 
 def test_record_results_sums_the_training_time_of_every_model(tmp_path, monkeypatch):
@@ -46,3 +48,38 @@ def test_every_recorded_run_matches_its_fingerprint():
     assert len(with_settings) >= 4, sorted(runs)          # the quickstart and the three settings at laptop size
     for name, run in with_settings.items():
         assert settings_fingerprint(run["settings"]) == run["fingerprint"], name
+
+
+def test_a_second_seed_set_is_another_run_with_disjoint_seeds_recorded_beside_the_first(tmp_path, monkeypatch):
+    "Seed set 0 keeps every earlier fingerprint; set 1 trains other seeds into another run folder and another results folder."
+    monkeypatch.setenv("SAENS_HOME", str(tmp_path / "home"))
+    import copy
+    from saens.experiments import SEED_SET_STRIDE, load_config, method_seed, run_dir
+    from saens.record import record_results, recorded, recorded_name, run_settings
+    exp = load_config("quickstart", "ci")
+    assert "seed_set" not in run_settings(exp)                       # set 0: the settings (and folders) of every earlier run
+    other = copy.deepcopy(exp); other.seed_set = 1
+    assert run_settings(other)["seed_set"] == 1 and other.fingerprint() != exp.fingerprint()
+    seeds = lambda k: {method_seed(m, s + SEED_SET_STRIDE * k) + j for m in ("bagging", "boosting", "expanded")
+                       for s in range(exp.n_ensembles) for j in range(exp.J)}
+    assert not seeds(0) & seeds(1)                                    # disjoint, members included
+    assert recorded_name("quickstart", "ci", 1) == "quickstart-ci-seeds1" and recorded_name("quickstart", "ci") == "quickstart-ci"
+    for e in (exp, other):
+        src = run_dir(e); src.mkdir(parents=True)
+        (src / "records.json").write_text(json.dumps(dict(records=[dict(method="bagging", J=1, seed=0, ev=0.5 + e.seed_set)])))
+        (src / "table1.md").write_text("| method |\n|---|\n")
+        record_results(e, src, tmp_path / "results", "saens eval quickstart --profile ci", 1.0)
+    assert recorded("quickstart", "ci", tmp_path / "results", seed_set=1)["records"][0]["ev"] == 1.5
+    assert recorded("quickstart", "ci", tmp_path / "results")["records"][0]["ev"] == 0.5
+
+
+@pytest.mark.parametrize("option,value,message", [("--seed-set", "-1", "must be 0 or more, got -1"), ("--seeds", "0", "must be at least 1, got 0"),
+                                                  ("--seeds", "-3", "must be at least 1, got -3"), ("--threads", "0", "must be at least 1, got 0"),
+                                                  ("--seeds", "two", "expected a whole number, got 'two'")])
+def test_counts_out_of_range_are_refused_not_ignored(option, value, message, tmp_path, capsys):
+    "0 and negative counts once passed a truthiness test and were silently ignored (or trained nothing): now one clear line."
+    from saens.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["train", "quickstart", "--profile", "ci", option, value, "--home", str(tmp_path)])
+    assert e.value.code == 2 and f"argument {option}: {message}" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())                              # nothing written
