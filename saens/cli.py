@@ -200,19 +200,16 @@ def _cmd_quickstart(args) -> int:
     return _cmd_eval(args)
 
 # %% ../nbs/09_cli.ipynb #11b6ed5a
-def _positive(text: str) -> int:
-    "An argparse type: a whole number >= 1 (0 and negatives are refused, not ignored)."
-    try: v = int(text)
-    except ValueError: raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1: raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
+def _at_least(lo: int):
+    "An argparse type: a whole number >= `lo` (out-of-range counts are refused, not ignored)."
+    def parse(text: str) -> int:
+        try: v = int(text)
+        except ValueError: raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if v < lo: raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
+        return v
+    return parse
 
-def _nonnegative(text: str) -> int:
-    "An argparse type: a whole number >= 0."
-    try: v = int(text)
-    except ValueError: raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 0: raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
-    return v
+_positive, _nonnegative = _at_least(1), _at_least(0)
 
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of the `saens` command."

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from .ensemble import boosting_residual
-from .experiments import Experiment, METHODS, run_dir, sub_ensembles, train_methods, training_data
+from .experiments import Experiment, METHODS, run_dir, train_and_evaluate, train_methods, training_data
 from .memory import hold_residuals, next_residual
-from .metrics import evaluate_models, stability, stability_random_expected
+from .metrics import stability, stability_random_expected
 from .report import summarize
 from .sae import SAE, make_sae
 from .train import train_sae
@@ -39,9 +39,7 @@ def length_sweep(exp: Experiment, lengths, methods=METHODS, progress: bool = Fal
     for n in sorted(lengths):
         e = copy.deepcopy(exp); e.train["n_tokens"] = int(n)
         t0 = time.time()
-        cache, data = training_data(e, progress=progress)
-        models = sub_ensembles(train_methods(e, data, methods, progress=progress, log=lambda s: None), e.J, (1,))
-        recs = evaluate_models(models, cache.eval.tensor())
+        recs = train_and_evaluate(e, methods, progress=progress)
         for r in recs: r.update(n_tokens=int(n))
         records += recs
         log(f"{n:,} tokens per SAE: {time.time() - t0:.0f} s  ({run_dir(e).name})")

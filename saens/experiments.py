@@ -27,8 +27,8 @@ from .train import RECIPE_DATA, RECIPES, SingleProcess, TrainConfig, current_pro
 # %% auto #0
 __all__ = ['CONFIG_DIR', 'SEED_SET_STRIDE', 'METHOD_IO', 'config_names', 'Experiment', 'load_config', 'cache_dir', 'run_dir',
            'get_cache', 'open_stream', 'training_data', 'ResourceError', 'resource_estimate', 'check_resources',
-           'method_seed', 'train_methods', 'sub_ensembles', 'run_experiment', 'coefficient_sweep', 'profiles_table',
-           'run_setting']
+           'method_seed', 'train_methods', 'train_and_evaluate', 'sub_ensembles', 'run_experiment', 'coefficient_sweep',
+           'profiles_table', 'run_setting']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
@@ -251,6 +251,13 @@ def train_methods(exp: Experiment, data, methods=METHODS, out: Path | None = Non
     return models
 
 # %% ../nbs/08_experiments.ipynb #9e9e0527
+def train_and_evaluate(exp: Experiment, methods=METHODS, sizes=(1,), progress: bool = False, lm=None) -> list[dict]:
+    """Cache, train (or find) every method of `exp`, add the nested ensembles of `sizes` (None: every J) and evaluate all
+    on the held-out split: its records. The step every comparison (an ablation's variant, a length of a sweep) repeats."""
+    cache, data = training_data(exp, lm=lm, progress=progress)
+    models = sub_ensembles(train_methods(exp, data, methods, progress=progress, log=lambda s: None), exp.J, sizes)
+    return evaluate_models(models, cache.eval.tensor())
+
 def sub_ensembles(models: dict, J_max: int, sizes=None) -> dict:
     "Add the nested ensembles `ens.head(j)` of each trained J_max-member ensemble, for j in `sizes` (default 1..J_max-1)."
     out = dict(models)

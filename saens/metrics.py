@@ -17,7 +17,7 @@ Array = Union[torch.Tensor, np.ndarray]
 # %% auto #0
 __all__ = ['Array', 'HIST_BINS', 'STABILITY_FIELDS', 'ReconstructionStats', 'mse', 'explained_variance', 'l0',
            'connectivity_dense', 'connectivity', 'best_cosines', 'stability_scores', 'stability',
-           'stability_random_expected', 'stability_random', 'stability_by_member', 'shared_fraction',
+           'stability_random_expected', 'stability_random', 'stability_by_member', 'one_to_one', 'shared_fraction',
            'activation_moments', 'participation_ratio', 'gaussian_directions', 'stability_null', 'diversity',
            'coverage', 'evaluate', 'evaluate_models']
 
@@ -260,17 +260,22 @@ def stability_by_member(ensembles: Sequence, cache: dict | None = None) -> list[
     return out
 
 # %% ../nbs/04_metrics.ipynb #e40cc41e
-def shared_fraction(decoders: Sequence[Array], threshold: float = 0.7) -> float:
-    """Share of features matched one-to-one (Hungarian, per pair of models) with a partner at cosine >= `threshold`,
-    for each ordered pair of the M >= 2 models' decoders ([m_b, d]; divided by the first model's size), then the mean."""
+def one_to_one(decoders: Sequence[Array], threshold: float = 0.7) -> dict:
+    """Both one-to-one measures from a single Hungarian matching per pair of the M >= 2 models' decoders ([m_b, d]):
+    `hungarian` (= `stability(decoders, "hungarian")`) and `shared`, the share of features whose matched partner has cosine
+    >= `threshold` (for each ordered pair, divided by the first model's size; then the mean over ordered pairs)."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1 <= threshold <= 1:
         raise ValueError(f"threshold: a cosine in [-1, 1], got {threshold!r}")
-    Ds = _decoders(decoders); out = []
-    for b in range(len(Ds)):
-        for o in range(b + 1, len(Ds)):
-            k = int((_matched_cosines(Ds[b], Ds[o]) >= threshold).sum())
-            out += [k / len(Ds[b]), k / len(Ds[o])]
-    return float(np.mean(out))
+    Ds = _decoders(decoders); M = len(Ds); h = torch.zeros(M, M, dtype=torch.float64); shared = []
+    for b in range(M):
+        for o in range(b + 1, M):
+            v = _matched_cosines(Ds[b], Ds[o]); k = int((v >= threshold).sum())
+            h[b, o] = h[o, b] = v.mean(); shared += [k / len(Ds[b]), k / len(Ds[o])]
+    return dict(hungarian=(h.sum(1) / (M - 1)).mean().item(), shared=float(np.mean(shared)))
+
+def shared_fraction(decoders: Sequence[Array], threshold: float = 0.7) -> float:
+    "Share of features matched one-to-one (Hungarian, per pair of models) with a partner at cosine >= `threshold` (`one_to_one`)."
+    return one_to_one(decoders, threshold)["shared"]
 
 @torch.no_grad()
 def activation_moments(X: Array, batch_size: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
@@ -303,12 +308,12 @@ def gaussian_directions(sizes: Sequence[int], cov: Array, mean: Array | None = N
     return [(torch.randn(m, d, generator=g).double() @ L.T + mu).float() for m in sizes]
 
 def stability_null(sizes: Sequence[int], cov: Array, mean: Array | None = None, seed: int = 0, threshold: float = 0.7,
-                   one_to_one: bool = True, device: str | torch.device | None = None) -> dict:
+                   matching: bool = True, device: str | torch.device | None = None) -> dict:
     """Every stability measure of random directions shaped like the data (`gaussian_directions` of `sizes`): `relaxed`,
-    and with `one_to_one`, `hungarian` and `shared` (the fraction at `threshold`). The null read beside the isotropic floor."""
+    and with `matching`, `hungarian` and `shared` (the fraction at `threshold`, `one_to_one`). The null read beside the isotropic floor."""
     Ws = [W.to(device) for W in gaussian_directions(sizes, cov, mean, seed)]
     out = dict(relaxed=stability(Ws))
-    if one_to_one: out.update(hungarian=stability(Ws, "hungarian"), shared=shared_fraction(Ws, threshold))
+    if matching: out.update(one_to_one(Ws, threshold))
     return out
 
 # %% ../nbs/04_metrics.ipynb #37261f90
@@ -380,7 +385,7 @@ def evaluate_models(models: dict, X: Array, batch_size: int = 4096, extra=None, 
             elif cov is None: nulls[kind, sizes] = dict(relaxed=nan, hungarian=nan, shared=nan, hist=None); return nulls[kind, sizes]
             else: Ws = [W.to(device) for W in gaussian_directions(sizes, cov)]
             best = best_cosines(Ws); out = dict(relaxed=relaxed(best), hist=hist(best))
-            if kind == "data": out.update(hungarian=stability(Ws, "hungarian"), shared=shared_fraction(Ws))
+            if kind == "data": out.update(one_to_one(Ws))
             nulls[kind, sizes] = out
         return nulls[kind, sizes]
     for method, J, s in sorted(models): groups.setdefault((method, J), []).append(s)
@@ -396,8 +401,9 @@ def evaluate_models(models: dict, X: Array, batch_size: int = 4096, extra=None, 
             add.update(stability=sc.mean().item(), stability_sd=sc.std().item(), stability_random=iso["relaxed"],
                        stability_data=data["relaxed"], best_cos_hist=dict(trained=hist(best), isotropic=iso["hist"], data=data["hist"]))
             if one:
-                add.update(stability_hungarian=stability(Ws, "hungarian"), stability_hungarian_data=data["hungarian"],
-                           shared=shared_fraction(Ws), shared_data=data["shared"])
+                mine = one_to_one(Ws)            # one matching per pair serves both measures
+                add.update(stability_hungarian=mine["hungarian"], stability_hungarian_data=data["hungarian"],
+                           shared=mine["shared"], shared_data=data["shared"])
             live = [W[fired[method, J, s].to(W.device)] for W, s in zip(Ws, seeds)]
             if all(len(W) for W in live):
                 add.update(stability_live=stability(live), stability_live_data=null("data-relaxed", tuple(map(len, live)), dev)["relaxed"])

@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 from .utils import atomic_write_text, read_json
-from .experiments import Experiment, METHODS, run_dir, sub_ensembles, train_methods, training_data
-from .metrics import evaluate_models
+from .experiments import Experiment, METHODS, run_dir, train_and_evaluate
 from .utils import markdown_table
 from .report import summarize
 from .train import RECIPE_DATA, RECIPES, TrainConfig
@@ -66,9 +65,7 @@ def run_ablation(exp: Experiment, base: str = "saens", only=None, methods=METHOD
     for name, e in ablation_variants(exp, base):
         if e is None or name in skip or (only is not None and name not in only and not name.endswith("(base)")): continue
         t0 = time.time()
-        cache, data = training_data(e, progress=progress)
-        models = sub_ensembles(train_methods(e, data, methods, progress=progress, log=lambda s: None), e.J, (1,))
-        recs = evaluate_models(models, cache.eval.tensor())
+        recs = train_and_evaluate(e, methods, progress=progress)
         for r in recs: r.update(variant=name, base=base)
         records += recs
         log(f"{name}: {time.time() - t0:.0f} s  ({run_dir(e).name})")

@@ -103,10 +103,11 @@ def recorded_name(name: str, profile: str, seed_set: int = 0) -> str:
     return f"{name}-{profile}" + (f"-seeds{seed_set}" if seed_set else "")
 
 def recorded(name: str, profile: str = "laptop", root=None, seed_set: int = 0) -> dict | None:
-    "The recorded results of `name` at `profile` and `seed_set` (`records`, `table`, `run`, and the `folder` with its figures), or None."
+    "The recorded results of `name` at `profile` and `seed_set` (`records`, their `meta`, `table`, `run`, and the `folder` with its figures), or None."
     d = Path(root or RESULTS_DIR) / recorded_name(name, profile, seed_set)
     if not (d / "records.json").exists(): return None
-    return dict(records=json.loads((d / "records.json").read_text())["records"], table=(d / "table1.md").read_text(),
+    saved = json.loads((d / "records.json").read_text())
+    return dict(records=saved["records"], meta=saved.get("meta", {}), table=(d / "table1.md").read_text(),
                 run=json.loads((d / "run.json").read_text()) if (d / "run.json").exists() else {}, folder=d)
 
 def show_recorded(folder, markdown=("table1.md",), figures=("table1.png", "curves.png"), extra_markdown: str = ""):
@@ -154,7 +155,7 @@ def recorded_summary(names, profile: str = "laptop", root=None) -> str:
     for name in names:
         rec = recorded(name, profile, root)
         if rec is None: raise FileNotFoundError(f"no recorded run {name}-{profile} in {Path(root or RESULTS_DIR)}")
-        cfg = json.loads((rec["folder"] / "records.json").read_text())["meta"]["config"]
+        cfg = rec["meta"]["config"]
         J, run = cfg["J"], rec["run"]
         at = lambda metric, method, j=J: summarize(rec["records"], metric)[method, j][0]
         rows.append([f"`{name}` ({cfg['arch']})", f"{cfg['train']['n_tokens']:,}", f"{run.get('seconds', float('nan')) / 3600:.1f} h",

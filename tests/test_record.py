@@ -73,7 +73,7 @@ def test_a_second_seed_set_is_another_run_with_disjoint_seeds_recorded_beside_th
     assert recorded("quickstart", "ci", tmp_path / "results")["records"][0]["ev"] == 0.5
 
 
-@pytest.mark.parametrize("option,value,message", [("--seed-set", "-1", "must be 0 or more, got -1"), ("--seeds", "0", "must be at least 1, got 0"),
+@pytest.mark.parametrize("option,value,message", [("--seed-set", "-1", "must be at least 0, got -1"), ("--seeds", "0", "must be at least 1, got 0"),
                                                   ("--seeds", "-3", "must be at least 1, got -3"), ("--threads", "0", "must be at least 1, got 0"),
                                                   ("--seeds", "two", "expected a whole number, got 'two'")])
 def test_counts_out_of_range_are_refused_not_ignored(option, value, message, tmp_path, capsys):

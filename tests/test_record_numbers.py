@@ -3,9 +3,9 @@
 A recorded run's numbers live in `results/<run>/` (records, tables, `run.json`, `NOTES.md`). A chapter or the README
 that reports them prints them from those files. This test fails when a markdown cell of a chapter (the README is
 rendered from `nbs/index.ipynb`) holds more than a few three-decimal numbers typed by hand: numbers inside LaTeX
-math (worked examples) and the paper's own published numbers do not count, and a table between
-`<!-- results: FILE -->` and `<!-- end results -->` counts only if it is exactly what FILE holds (so it is rendered,
-not typed; `python tools/render_readme.py` fills such blocks in)."""
+math (worked examples) and the paper's own published numbers do not count. A chapter that shows a results file in
+its prose holds an empty block `<!-- results: FILE -->` `<!-- end results -->`, which the README (and the site) are
+rendered with, filled from FILE (`python tools/render_readme.py`)."""
 import json
 import re
 from pathlib import Path
@@ -62,8 +62,12 @@ def test_no_run_numbers_typed_into_a_chapter(where, text):
         "<!-- results: FILE --> block that tools/render_readme.py fills in")
 
 
-def test_rendered_blocks_hold_what_their_files_hold():
-    for where, text in [*markdown_cells(), ("README.md", (ROOT / "README.md").read_text())]:
+def test_results_blocks_are_empty_in_the_source_and_hold_their_files_where_rendered():
+    for where, text in markdown_cells():
         for f, body in rendered_blocks(text):
             assert (ROOT / f).exists(), f"{where}: {f} does not exist"
-            assert body.strip() == (ROOT / f).read_text().strip(), f"{where}: the block from {f} differs from the file: run python tools/render_readme.py"
+            assert not body.strip(), f"{where}: the block of {f} holds numbers typed into the source: leave it empty"
+    readme = rendered_blocks((ROOT / "README.md").read_text())
+    assert readme, "the README shows no recorded results"
+    for f, body in readme:
+        assert body.strip() == (ROOT / f).read_text().strip(), f"README.md: the block from {f} differs from the file: run python tools/render_readme.py"

@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EXECUTED = ROOT / "_proc" / "executed"
 TEMPLATES = Path(__file__).resolve().parent / "site_templates"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from render_readme import fill as fill_results   # the index's results blocks, filled from results/ as in the README
 
 
 def config():
@@ -186,7 +188,7 @@ def prepare(nb: dict, pages: set, extra: set) -> dict:
         tags = c.get("metadata", {}).get("tags", [])
         src = "".join(c["source"])
         if "hide" in tags or "default_exp" in tags or (c["cell_type"] == "code" and not src.strip()): continue
-        if c["cell_type"] == "markdown": c["source"] = _rewrite_links(src, pages, extra)
+        if c["cell_type"] == "markdown": c["source"] = _rewrite_links(fill_results(src), pages, extra)
         else: c["outputs"] = [_joined(o) for o in c.get("outputs", []) if not _is_progress(o)]
         cells.append(c)
     nb["cells"] = cells

@@ -1,16 +1,17 @@
 """Render README.md from nbs/index.ipynb (nbdev_readme needs Quarto, which does not install from a package
 registry; the index notebook is markdown only, so its cells are the README).
 
-Numbers from recorded runs are never typed into the index: a table between `<!-- results: FILE -->` and
-`<!-- end results -->` is filled in from FILE (a file under results/), and `results/laptop-settings.md` is first
-made from the recorded runs of the three paper settings (`saens.record.recorded_summary`). `--check` changes
-nothing and fails if the index, the README or that file is not what rendering would make."""
+Numbers from recorded runs are never typed into the index: it holds empty blocks `<!-- results: FILE -->` ...
+`<!-- end results -->`, and what it renders (the README here, the site's index page in tools/book.py) has each
+filled in from FILE under results/. `results/laptop-settings.md` is first made from the recorded runs of the three
+paper settings (`saens.record.recorded_summary`). `--check` changes nothing and fails if the README or that file
+is not what rendering would make, or if the index holds a filled block."""
 import json
 import re
 import sys
 from pathlib import Path
 
-root = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(<!-- results: (\S+) -->\n)(.*?)(<!-- end results -->)", re.S)
 SETTINGS = ("gelu-1l", "pythia-160m", "gemma-2-2b")
 
@@ -18,42 +19,36 @@ SETTINGS = ("gelu-1l", "pythia-160m", "gemma-2-2b")
 def derived_files() -> dict:
     "The results files made from other results files: the README's table of the paper's settings."
     from saens.record import recorded_summary
-    return {root / "results" / "laptop-settings.md": recorded_summary(SETTINGS, "laptop", root / "results") + "\n"}
+    return {ROOT / "results" / "laptop-settings.md": recorded_summary(SETTINGS, "laptop", ROOT / "results") + "\n"}
 
 
-def fill(text: str, files: dict) -> str:
+def fill(text: str, files: dict | None = None) -> str:
+    "`text` with every results block filled in from its file (or from `files`, where the file is about to be written)."
+    files = files or {}
     def one(m):
-        f = root / m.group(2)
-        body = files[f] if f in files else f.read_text()
-        return m.group(1) + body.strip("\n") + "\n" + m.group(4)
+        f = ROOT / m.group(2)
+        return m.group(1) + (files[f] if f in files else f.read_text()).strip("\n") + "\n" + m.group(4)
     return BLOCK.sub(one, text)
 
 
-check = "--check" in sys.argv
-files = derived_files()
-index_path = root / "nbs" / "index.ipynb"
-nb = json.loads(index_path.read_text())
-stale = []
-for c in nb["cells"]:
-    if c["cell_type"] == "markdown":
-        src = "".join(c["source"])
-        new = fill(src, files)
-        if new != src:
-            stale.append("nbs/index.ipynb")
-            c["source"] = new.splitlines(keepends=True)
-parts = []
-for c in nb["cells"]:
-    src = "".join(c["source"]).strip("\n")
-    parts.append(src if c["cell_type"] == "markdown" else f"```python\n{src}\n```")
-text = "\n\n".join(parts) + "\n"
-out = root / "README.md"
-if not out.exists() or out.read_text() != text: stale.append("README.md")
-for f, body in files.items():
-    if not f.exists() or f.read_text() != body: stale.append(str(f.relative_to(root)))
-if check:
-    if stale:
-        sys.exit(f"out of date: {', '.join(sorted(set(stale)))}: run python tools/render_readme.py")
-else:
+def main(argv) -> int:
+    files = derived_files()
+    cells = json.loads((ROOT / "nbs" / "index.ipynb").read_text())["cells"]
+    filled = [m.group(2) for c in cells for m in BLOCK.finditer("".join(c["source"])) if m.group(3).strip()]
+    parts = ["".join(c["source"]).strip("\n") if c["cell_type"] == "markdown" else f"```python\n{''.join(c['source']).strip()}\n```"
+             for c in cells]
+    text = fill("\n\n".join(parts) + "\n", files)
+    out = ROOT / "README.md"
+    stale = [] if out.exists() and out.read_text() == text else ["README.md"]
+    stale += [str(f.relative_to(ROOT)) for f, body in files.items() if not f.exists() or f.read_text() != body]
+    if "--check" in argv:
+        if filled: sys.exit(f"nbs/index.ipynb holds filled results blocks ({', '.join(filled)}): leave them empty, they are rendered")
+        if stale: sys.exit(f"out of date: {', '.join(stale)}: run python tools/render_readme.py")
+        return 0
     for f, body in files.items(): f.write_text(body)
-    if "nbs/index.ipynb" in stale: index_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
     out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
