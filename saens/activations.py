@@ -22,15 +22,15 @@ import numpy as np
 import torch
 from torch import Tensor
 from safetensors import safe_open
-from safetensors.torch import save
+from safetensors.torch import load, save
 from tqdm.auto import tqdm
 
-from .utils import atomic_write, atomic_write_json, read_json
+from .utils import atomic_write, atomic_write_json, folder_lock, read_json
 
 # %% auto #0
-__all__ = ['PILE', 'DATA_FETCH_STEP', 'CACHE_VERSION', 'CorpusNotAvailable', 'package_dir', 'news_documents', 'stdlib_documents',
-           'iter_documents', 'end_of_text', 'start_token', 'pack_contexts', 'CacheError', 'CacheConfig', 'verify_cache',
-           'cache_activations', 'CacheSplit', 'ActivationCache']
+__all__ = ['PILE', 'DATA_FETCH_STEP', 'CACHE_VERSION', 'REPAIR', 'CorpusNotAvailable', 'package_dir', 'news_documents',
+           'stdlib_documents', 'iter_documents', 'end_of_text', 'start_token', 'pack_contexts', 'CacheError',
+           'CacheConfig', 'verify_cache', 'cache_activations', 'CacheSplit', 'ActivationCache']
 
 # %% ../nbs/07_activations.ipynb #9b51239b
 PILE = "monology/pile-uncopyrighted"
@@ -149,6 +149,9 @@ _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torc
 class CacheError(ValueError):
     "A cache that is truncated, corrupt, or written with other settings."
 
+REPAIR = ("Run the same cache command again (`saens cache CONFIG`, or `get_cache(exp, deep=True)`): it checks every shard "
+          "and recomputes the first bad one and those after it")
+
 @dataclass
 class CacheConfig:
     "What a cache holds; two runs with equal configs produce identical caches."
@@ -187,8 +190,8 @@ def _read_json(p: Path, what: str) -> dict:
     return read_json(p, what, error=CacheError, hint="Delete it and run the cache again; shards are re-checked.")
 
 # %% ../nbs/07_activations.ipynb #e4a41704
-def _check_shard(root: Path, split: str, entry: dict, meta: dict) -> str | None:
-    "Why the shard recorded in `entry` is unusable, or None if it is fine."
+def _check_shard(root: Path, split: str, entry: dict, meta: dict, deep: bool = False) -> str | None:
+    "Why the shard recorded in `entry` is unusable, or None if it is fine (with `deep`, its checksum is checked too)."
     f = root / entry["file"]
     if not f.exists(): return f"{f.name} is missing"
     if f.stat().st_size != entry["bytes"]: return f"{f.name} has {f.stat().st_size} bytes, the manifest says {entry['bytes']} (truncated?)"
@@ -202,6 +205,7 @@ def _check_shard(root: Path, split: str, entry: dict, meta: dict) -> str | None:
     if want != meta["config"]["dtype"]: return f"{f.name} is {want}, the cache is {meta['config']['dtype']}"
     if md.get("fingerprint") != meta["fingerprint"] or md.get("split") != split:
         return f"{f.name} belongs to another cache or split (fingerprint {md.get('fingerprint')}, split {md.get('split')})"
+    if deep and hashlib.sha256(f.read_bytes()).hexdigest() != entry["sha256"]: return f"{f.name} does not match its checksum"
     return None
 
 def verify_cache(path, deep: bool = False) -> dict:
@@ -211,10 +215,8 @@ def verify_cache(path, deep: bool = False) -> dict:
     meta, man = _read_json(root / "meta.json", "metadata"), _read_json(root / "manifest.json", "manifest")
     for split, entries in man["shards"].items():
         for e in entries:
-            why = _check_shard(root, split, e, meta)
-            if why is None and deep and hashlib.sha256((root / e["file"]).read_bytes()).hexdigest() != e["sha256"]:
-                why = f"{e['file']} does not match its checksum"
-            if why: raise CacheError(f"activation cache {root}: {why}. Run the same cache command again to recompute it.")
+            why = _check_shard(root, split, e, meta, deep)
+            if why: raise CacheError(f"activation cache {root}: {why}. {REPAIR}")
     return man
 
 # %% ../nbs/07_activations.ipynb #ec1d3792
@@ -241,7 +243,7 @@ def _open_cache(root: Path, cfg: CacheConfig, lm) -> tuple[dict, dict]:
     man = _read_json(root / "manifest.json", "manifest") if (root / "manifest.json").exists() else empty
     for split, entries in man["shards"].items():   # keep the longest good prefix of each split
         for i, e in enumerate(entries):
-            why = _check_shard(root, split, e, old)
+            why = _check_shard(root, split, e, old, deep=True)   # a repair reads every shard once
             if why:
                 print(f"cache {root}: {why}; recomputing {split} from shard {i}", file=sys.stderr)
                 man["shards"][split] = entries[:i]; man["contexts"][split] = e["first_context"]; man["complete"] = False
@@ -253,10 +255,14 @@ def cache_activations(lm, out_dir, cfg: CacheConfig, on_shard: Callable[[str, in
                       progress: bool = True) -> "ActivationCache":
     "Compute and store `cfg.hook` activations of `lm` on `cfg.corpus`; resumes an interrupted run in `out_dir`."
     root = Path(out_dir)
+    with folder_lock(root):                                 # one process per cache: the next waits, then finds it complete
+        return _cache_activations(lm, root, cfg, on_shard, progress)
+
+def _cache_activations(lm, root: Path, cfg: CacheConfig, on_shard, progress: bool) -> "ActivationCache":
     layer = lm.hook_layer(cfg.hook)
     meta, man = _open_cache(root, cfg, lm)
     if man["complete"]: return ActivationCache(root)
-    for tmp in root.glob(".*.tmp"): tmp.unlink()            # debris of a run killed mid-write
+    for tmp in root.glob(".*.tmp"): tmp.unlink()            # debris of a run killed mid-write (we hold the lock: not another's)
     store = _DTYPES[cfg.dtype]
     rows_per_ctx, B = cfg.rows_per_ctx, cfg.batch_contexts
     want = {"train": math.ceil(cfg.n_train_tokens / rows_per_ctx) if cfg.store_train else 0,
@@ -321,7 +327,16 @@ class CacheSplit:
     def __len__(self): return self.n
     def __repr__(self): return f"CacheSplit({self.n:,} rows x {self.d}, {len(self.entries)} shards, {self.meta['config']['dtype']})"
     def shard(self, i: int) -> Tensor:
-        with safe_open(str(self.root / self.entries[i]["file"]), "pt") as g: return g.get_tensor("acts")
+        "Shard `i`; the first time this split reads it, its bytes are checked against the manifest's SHA-256."
+        e, checked = self.entries[i], self.__dict__.setdefault("_checked", set())
+        if i in checked or "sha256" not in e:
+            with safe_open(str(self.root / e["file"]), "pt") as g: return g.get_tensor("acts")
+        blob = (self.root / e["file"]).read_bytes()
+        if hashlib.sha256(blob).hexdigest() != e["sha256"]:
+            raise CacheError(f"activation cache {self.root}: {e['file']} does not match its checksum (it changed after "
+                             f"it was written). {REPAIR}")
+        checked.add(i)
+        return load(blob)["acts"]
     def tensor(self, n: int | None = None) -> Tensor:
         "All rows (or the first `n`) in storage dtype."
         if not self.entries: raise CacheError(f"{self.root}: this split is empty")

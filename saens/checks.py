@@ -5,6 +5,7 @@
 # %% ../nbs/34_checks.ipynb #e94a886c
 from __future__ import annotations
 
+import sys
 from typing import Callable
 
 import numpy as np
@@ -33,23 +34,60 @@ def _diagnose(name: str, case: str, got, want, mistakes: dict):
     "Raise `CheckFailed` naming the first mistake in `mistakes` ({hint: what it returns}) that `got` matches."
     for hint, wrong in mistakes.items():
         if _same(got, wrong): raise CheckFailed(f"{name}, {case}: wrong answer. Likely mistake: {hint}")
-    got_t, want_t = torch.as_tensor(got), torch.as_tensor(want)
-    what = (f"shape {tuple(got_t.shape)}, expected {tuple(want_t.shape)}" if got_t.shape != want_t.shape else
-            f"largest difference {(got_t.double() - want_t.double()).abs().max().item():.3g}")
-    raise CheckFailed(f"{name}, {case}: wrong answer ({what}); it is none of the usual mistakes, so compare with the definition")
+    raise CheckFailed(f"{name}, {case}: wrong answer ({_where(got, want)}); it is none of the usual mistakes, so compare "
+                      "with the definition")
+
+def _where(got, want, tol: float = 1e-5) -> str:
+    "Where `got` differs from `want`: the shapes, or how many entries, the first of them, and for sparse rows the nonzeros per row."
+    g, w = torch.as_tensor(got).detach().double(), torch.as_tensor(want).detach().double()
+    if g.shape != w.shape: return f"shape {tuple(g.shape)}, expected {tuple(w.shape)}"
+    if g.ndim == 0: return f"got {g.item():.6g}, expected {w.item():.6g}"
+    bad = ~torch.isclose(g, w, atol=tol, rtol=tol)
+    i = tuple(int(v) for v in bad.nonzero()[0])
+    out = (f"{int(bad.sum())} of {bad.numel()} entries differ, the largest by {(g - w).abs().max().item():.3g}; "
+           f"the first at index {i}: got {g[i].item():.6g}, expected {w[i].item():.6g}")
+    if g.ndim == 2 and (w == 0).float().mean() > 0.3:            # sparse codes: compare the nonzeros of each row
+        ng, nw = (g != 0).sum(-1), (w != 0).sum(-1)
+        if not torch.equal(ng, nw):
+            r = int((ng != nw).nonzero()[0])
+            out += f"; row {r} has {int(ng[r])} nonzeros, expected {int(nw[r])}"
+    return out
+
+def _code_key(c):
+    """What a function's code is, less where and how it was compiled: its arguments, names, variables and constants
+    (docstring and nested functions included). Not the bytecode: compiling one function's source alone gives other
+    instructions than compiling its whole module (`LOAD_METHOD` against `LOAD_ATTR` on Python 3.11)."""
+    return (c.co_argcount, c.co_kwonlyargcount, c.co_names, c.co_varnames,
+            tuple(_code_key(k) if hasattr(k, "co_code") else k for k in c.co_consts))
+
+def _library_copy(fn) -> str | None:
+    "The saens function that `fn` is, or is compiled from the same source as (the chapter's own export cell), or None."
+    code = getattr(fn, "__code__", None)
+    if code is None: return None
+    key = _code_key(code)
+    for mname, mod in list(sys.modules.items()):
+        if mod is None or not (mname == "saens" or mname.startswith("saens.")): continue
+        for obj in list(vars(mod).values()):
+            c = getattr(obj, "__code__", None)
+            if c is not None and _code_key(c) == key: return f"{mname}.{obj.__name__}"
+    return None
 
 def _call(name: str, fn: Callable, *args):
-    "`fn(*args)`; a function that is still a stub (the student version of a chapter) fails the check with a clear message."
+    """`fn(*args)`. A function that is still a stub (the student version of a chapter) fails the check with a clear
+    message, and so does the library's own implementation passed as an answer."""
+    lib = _library_copy(fn)
+    if lib: raise CheckFailed(f"{name}: this is saens's own `{lib}`, not an answer: the exercise asks you to write it")
     try: return fn(*args)
     except NotImplementedError as e:
         raise CheckFailed(f"{name}: `{getattr(fn, '__name__', fn)}` raises NotImplementedError ({e}): "
                           "it is the exercise above, still to be written") from None
 
-def _passed(name: str, n: int) -> bool:
-    print(f"{name}: all {n} cases pass"); return True
+def _passed(name: str, n: int) -> None:
+    "A pass is one printed line (returning nothing, so that a notebook shows nothing after it)."
+    print(f"{name}: all {n} cases pass")
 
 # %% ../nbs/34_checks.ipynb #22fcc884
-def check_concat_dictionary(fn: Callable) -> bool:
+def check_concat_dictionary(fn: Callable) -> None:
     "Check `fn(W_decs, b_decs, weights) -> (W, b)`, the dictionary and decoder bias of Proposition 3.1."
     name, g = "check_concat_dictionary", torch.Generator().manual_seed(0)
     Ws = [torch.randn(m, 5, generator=g) for m in (4, 2, 3)]
@@ -76,7 +114,7 @@ def _topk_ref(z: Tensor, k: int) -> Tensor:
     vals, idx = z.topk(k, dim=-1)
     return torch.zeros_like(z).scatter(-1, idx, torch.relu(vals))
 
-def check_topk(fn: Callable) -> bool:
+def check_topk(fn: Callable) -> None:
     "Check `fn(z, k) -> codes`: per token, the `k` largest pre-activations after ReLU, zeros elsewhere, `z`'s shape."
     name, g = "check_topk", torch.Generator().manual_seed(1)
     z = torch.randn(5, 12, generator=g)
@@ -98,7 +136,14 @@ def check_topk(fn: Callable) -> bool:
                     -1, zz.abs().topk(k, dim=-1).indices, torch.relu(zz.gather(-1, zz.abs().topk(k, dim=-1).indices))),
                 "apply ReLU to the kept entries: a kept negative pre-activation must be 0": torch.zeros_like(zz).scatter(
                     -1, zz.topk(k, dim=-1).indices, zz.topk(k, dim=-1).values),
-                "choose k entries per token (dim=-1), not k * n over the whole batch (that is BatchTopK)": batch})
+                "choose k entries per token (dim=-1), not k * n over the whole batch (that is BatchTopK)": batch,
+                "keep exactly k entries per token: this keeps k + 1 (an off-by-one, such as >= against the (k+1)-th largest)":
+                    _topk_ref(zz, k + 1),
+                "keep exactly k entries per token: this keeps k - 1 (an off-by-one, such as a strict > against the k-th largest)":
+                    _topk_ref(zz, k - 1),
+                "take the k largest along the features of each token (dim=-1), not along the tokens (dim=0)":
+                    torch.zeros_like(zz).scatter(0, zz.topk(k, dim=0).indices, torch.relu(zz.topk(k, dim=0).values))
+                    if len(zz) >= k else torch.zeros(0)})
     return _passed(name, n)
 
 # %% ../nbs/34_checks.ipynb #d2105276
@@ -106,7 +151,7 @@ def _jumprelu_theta_grad_ref(z, theta, eps, g, width: float = 0.5, scale=None, s
     near = ((z - theta).abs() < width * eps).to(z.dtype)
     return (sign * (theta if scale is None else scale) / eps * near * g).sum(0)
 
-def check_jumprelu_theta_grad(fn: Callable) -> bool:
+def check_jumprelu_theta_grad(fn: Callable) -> None:
     "Check `fn(z, theta, eps, g) -> dL/dtheta` (`z, g: [n, d]`, `theta: [d]`), JumpReLU's straight-through estimator."
     name, gen = "check_jumprelu_theta_grad", torch.Generator().manual_seed(2)
     theta, eps = torch.tensor([0.5, 1.0, 2.0, 0.25]), 0.4
@@ -124,7 +169,7 @@ def check_jumprelu_theta_grad(fn: Callable) -> bool:
     return _passed(name, 1)
 
 # %% ../nbs/34_checks.ipynb #9c5b6763
-def check_boosting_residual(fn: Callable) -> bool:
+def check_boosting_residual(fn: Callable) -> None:
     "Check `fn(members, x) -> r`, the residual that the member after `members` (callables x -> x_hat) trains on."
     name = "check_boosting_residual"
     from saens.sae import make_sae
@@ -149,7 +194,7 @@ def _scaled_case():
     x = torch.randn(200, 4, generator=g) * torch.tensor([10.0, 1.0, 0.1, 3.0]) + 4.0
     return x, x + torch.randn(200, 4, generator=g) * torch.tensor([2.0, 0.9, 0.01, 1.0])
 
-def check_explained_variance(fn: Callable) -> bool:
+def check_explained_variance(fn: Callable) -> None:
     "Check `fn(x, x_hat) -> float`: explained variance per dimension, averaged over dimensions."
     name, (x, xh) = "check_explained_variance", _scaled_case()
     got, want = float(_call(name, fn, x, xh)), explained_variance(x, xh)
@@ -161,7 +206,7 @@ def check_explained_variance(fn: Callable) -> bool:
             "the variance must be centred: sum_n (x_ni - mean_i)^2, not sum_n x_ni^2": float((1 - res / x.pow(2).sum(0)).mean())})
     return _passed(name, 1)
 
-def check_mse(fn: Callable) -> bool:
+def check_mse(fn: Callable) -> None:
     "Check `fn(x, x_hat) -> float`: squared error summed over dimensions, averaged over tokens."
     name, (x, xh) = "check_mse", _scaled_case()
     got, want = float(_call(name, fn, x, xh)), mse(x, xh)
@@ -180,7 +225,7 @@ def _codes_case():
     c[:, 8] = 0                                   # a feature that never fires
     return c
 
-def check_connectivity(fn: Callable) -> bool:
+def check_connectivity(fn: Callable) -> None:
     "Check `fn(codes) -> float` for codes `[N, m]`: the fraction of ordered feature pairs that never fire together."
     name, c = "check_connectivity", _codes_case()
     got, want = float(_call(name, fn, c)), _connectivity(c)
@@ -201,13 +246,13 @@ def _decoders_case():
     return [torch.cat([base[:4] + 0.3 * torch.randn(4, 5, generator=g), torch.randn(2, 5, generator=g)]) * s
             for s in (torch.rand(6, 1, generator=g) * 3 + 0.2 for _ in range(3))]
 
-def check_stability(fn: Callable, method: str = "relaxed") -> bool:
+def check_stability(fn: Callable, method: str = "relaxed") -> None:
     "Check `fn(decoders) -> float` (a list of `[m, d]` decoders of independently trained models): `method` stability."
     name, Ds = f"check_stability ({method})", _decoders_case()
     got, want = float(_call(name, fn, Ds)), _stability(Ds, method)
     if abs(got - want) > 1e-5:
         U = [D / D.norm(dim=-1, keepdim=True) for D in Ds]
-        raw = sum(max((D @ E.T).amax(1).mean().item() for E in Ds if E is not D) for D in Ds) / len(Ds)
+        raw = sum((D @ torch.cat([E for E in Ds if E is not D]).T).amax(1).mean().item() for D in Ds) / len(Ds)   # relaxed, rows unnormalised
         with_self = sum((D @ torch.cat(U).T).amax(1).mean().item() for D in U) / len(U)
         per_pair = sum((A @ B.T).amax(1).mean().item() for A in U for B in U if A is not B) / (len(U) * (len(U) - 1))
         _diagnose(name, "3 models of 6 features, rows of different norms", got, want, {
@@ -219,7 +264,7 @@ def check_stability(fn: Callable, method: str = "relaxed") -> bool:
             "best match is the relaxed version": _stability(Ds, "relaxed") if method == "hungarian" else float("nan")})
     return _passed(name, 1)
 
-def check_diversity(fn: Callable) -> bool:
+def check_diversity(fn: Callable) -> None:
     "Check `fn(W_dec, threshold) -> int`: the features whose cosine with every other feature is below `threshold`."
     name, W = "check_diversity", _decoders_case()[0]
     W = torch.cat([W, W[:1] * 2.0])                # a duplicate direction of another norm: neither copy is diverse
@@ -237,7 +282,7 @@ def check_diversity(fn: Callable) -> bool:
 from .metrics import coverage as _coverage
 from .train import TrainConfig as _TrainConfig, geometric_median as _geometric_median, lr_at as _lr_at
 
-def check_geometric_median(fn: Callable) -> bool:
+def check_geometric_median(fn: Callable) -> None:
     "Check `fn(x) -> m` for points `x [n, d]`: the point minimising the summed Euclidean distance to all of them."
     name, g = "check_geometric_median", torch.Generator().manual_seed(8)
     x = torch.cat([torch.randn(40, 3, generator=g), torch.full((4, 3), 50.0)])      # a cloud and four far outliers
@@ -255,7 +300,7 @@ def check_geometric_median(fn: Callable) -> bool:
             "Weiszfeld's update is a weighted mean: divide by the sum of the weights 1/||x_n - m||": (w[:, None] * x).sum(0)})
     return _passed(name, 1)
 
-def check_lr_schedule(fn: Callable) -> bool:
+def check_lr_schedule(fn: Callable) -> None:
     "Check `fn(step, lr, warmup, total, decay_frac) -> float`: linear warm-up over `warmup` steps, then constant, then linear decay to 0."
     name, T, w, f, lr = "check_lr_schedule", 100, 10, 0.2, 1e-3
     want = [_lr_at(_TrainConfig(n_tokens=T, batch_size=1, lr=lr, lr_warmup_steps=w, lr_decay_frac=f), s) for s in range(T)]
@@ -267,7 +312,7 @@ def check_lr_schedule(fn: Callable) -> bool:
             "the last decay_frac of the steps decay linearly to 0": [lr * min(1, (s + 1) / w) for s in range(T)]})
     return _passed(name, T)
 
-def check_coverage(fn: Callable) -> bool:
+def check_coverage(fn: Callable) -> None:
     "Check `fn(W_dec, true_features, threshold) -> float`: the share of true features some learned feature matches with cosine >= threshold."
     name, g = "check_coverage", torch.Generator().manual_seed(9)
     F = torch.randn(10, 6, generator=g); F = F / F.norm(dim=1, keepdim=True)
@@ -294,7 +339,7 @@ def _probe_case():
     pos[:, 2] += 2.0; neg[:, 5] += 1.5; pos[:, 7] += 0.8                         # up in pos, up in neg, a little up
     return pos, neg
 
-def check_top_features(fn: Callable) -> bool:
+def check_top_features(fn: Callable) -> None:
     "Check `fn(X_pos, X_neg, k) -> indices`: the `k` features with the largest |mean over positives - mean over negatives|."
     name, (pos, neg) = "check_top_features", _probe_case()
     got = _call(name, fn, pos, neg, 3)
@@ -309,7 +354,7 @@ def check_top_features(fn: Callable) -> bool:
             "compare means, not sums: the classes have different sizes": key((pos.sum(0) - neg.sum(0)).abs().topk(3).indices)})
     return _passed(name, 1)
 
-def check_scr_scores(fn: Callable) -> bool:
+def check_scr_scores(fn: Callable) -> None:
     "Check `fn(P, y, w, W_dec) -> scores [m]`: |mean over y - mean over not y| * |W_dec @ w| for every feature."
     name, g = "check_scr_scores", torch.Generator().manual_seed(9)
     P, W, w = torch.rand(50, 6, generator=g), torch.randn(6, 4, generator=g), torch.randn(4, generator=g)

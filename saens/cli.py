@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['setup_command', 'build_parser', 'run_command', 'main']
+__all__ = ['setup_command', 'preflight', 'build_parser', 'run_command', 'main']
 
 # %% ../nbs/09_cli.ipynb #8286332d
 def setup_command(args):
@@ -62,14 +62,14 @@ def _cmd_cache(args) -> int:
     from saens.experiments import get_cache, cache_dir
     exp = _exp(args)
     print(f"caching {exp.model} {exp.hook} on {exp.corpus!r}: {exp.n_train_tokens:,} train + {exp.n_eval_tokens:,} held-out tokens")
-    c = get_cache(exp)
+    c = get_cache(exp, deep=True)      # every shard's checksum: a damaged one is recomputed here
     print(f"{c}\nin {cache_dir(exp)}")
     return 0
 
 def _cmd_train(args) -> int:
     setup_command(args)
     from saens.experiments import check_resources, training_data, train_methods, run_dir
-    exp = _exp(args)
+    exp = _exp(args); preflight(exp)
     if exp.profile == "paper": check_resources(exp)
     cache, data = training_data(exp)
     train_methods(exp, data, args.methods)
@@ -92,10 +92,29 @@ def _report(exp, records, t0):
     print(f"\nrecords: {out / 'records.json'}\ntable:   {out / 'table1.md'}\nfigure:  {out / 'table1.png'}"
           f"\ntotal {time.time() - t0:.0f} s")
 
+def _writable(folder: Path, what: str):
+    "Refuse now, not after hours of work, a destination `folder` (or the first existing folder above it) that cannot be written."
+    f = Path(folder).resolve()
+    while not f.exists(): f = f.parent
+    if not f.is_dir() or not os.access(f, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {what} into {folder}: {f} is not a folder this user may write to. "
+                              "Choose another place (--home, --record) or change its permissions")
+
+def preflight(exp, record=None):
+    """What would otherwise fail only after the evaluation: the run folder and the `--record` folder must be writable,
+    and every training history already in the run folder readable (a damaged one is named, with what to do)."""
+    from saens.experiments import run_dir
+    from saens.utils import read_json
+    _writable(run_dir(exp), "the run's models and results")
+    if record: _writable(Path(record), "the recorded results")
+    for f in sorted(run_dir(exp).glob("*/history.json")):
+        read_json(f, "training history", hint="Delete it and run again: the model is kept and its curves are lost")
+
 def _cmd_eval(args) -> int:
     setup_command(args)
     from saens.experiments import run_dir, run_experiment
     t0 = time.time(); exp = _exp(args)
+    preflight(exp, getattr(args, "record", None))
     records = run_experiment(exp, methods=args.methods, sweep=args.sweep)
     _report(exp, records, t0)
     if getattr(args, "record", None):
@@ -168,7 +187,7 @@ def _cmd_converge(args) -> int:
     "`saens converge CONFIG --lengths ...`: every method and every stability measure at doubling training lengths (chapter 15b)."
     setup_command(args)
     from saens.diagnosis import convergence_gate, gate_markdown, length_summary, length_sweep, lengths_table, record_lengths
-    t0 = time.time(); exp = _exp(args)
+    t0 = time.time(); exp = _exp(args); preflight(exp, args.record)
     records = length_sweep(exp, args.lengths, methods=args.methods)
     if not args.record:
         summary = length_summary(records, exp.J)
@@ -216,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     from saens.train import config_help
     p = argparse.ArgumentParser(prog="saens", description="Ensembling sparse autoencoders: train, evaluate and compare "
                                 "bagging, boosting and expanded SAEs.")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error (may be given anywhere on the line)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(s, config=True):
@@ -328,16 +348,28 @@ def build_parser() -> argparse.ArgumentParser:
     y.set_defaults(func=_cmd_toy)
     return p
 
-def run_command(args, label: str) -> int:
-    "Run `args.func(args)`; an error the user can act on becomes one line `label: error: ...` and exit status 1."
+# errors whose message already says what, where and what to do; any other type is named in front of its message
+_EXPLAINED = (FileNotFoundError, ValueError, OSError)
+
+def run_command(args, label: str, debug: bool = False) -> int:
+    """Run `args.func(args)`. Any error becomes one line `label: error: ...` and exit status 1 (Ctrl-C: 130); with
+    `debug` (or `$SAENS_DEBUG`) the error is raised with its traceback instead."""
+    debug = debug or bool(os.environ.get("SAENS_DEBUG"))
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, OSError) as e:   # bad config, unknown model offline, damaged cache: say what to do
-        if os.environ.get("SAENS_DEBUG"): raise
-        print(f"{label}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug: raise
+        print(f"{label}: interrupted; what was finished is saved, and the same command resumes from there", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug: raise
+        what = str(e) if isinstance(e, _EXPLAINED) and str(e) else f"{type(e).__name__}: {e}"
+        print(f"{label}: error: {' '.join(what.split())} (add --debug for the traceback)", file=sys.stderr)
         return 1
 
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `saens` console script."
-    args = build_parser().parse_args(argv)
-    return run_command(args, f"saens {args.command}")
+    "Entry point of the `saens` console script. `--debug`, anywhere on the line, shows the traceback of an error."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    return run_command(args, f"saens {args.command}", debug=debug)

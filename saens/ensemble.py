@@ -5,13 +5,14 @@
 # %% ../nbs/03_ensemble.ipynb #10be8b0a
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from .utils import atomic_write_json, read_json
+from .utils import atomic_write_json, read_json, tensor_digest
 from .proposition import concat_codes, concat_dictionary, check_weights
 from .sae import SAE, Described, SAEConfig, load_sae, make_sae, save_sae
 from .train import BatchSource, SingleProcess, TrainConfig, train_sae
@@ -138,18 +139,31 @@ def save_ensemble(ens: Ensemble, path, **metadata) -> Path:
     "Save to a folder: `ensemble.json` plus `member_00/`, `member_01/`, ... (each a saved SAE)."
     path = Path(path)
     for j, m in enumerate(ens.members): save_sae(m, path / f"member_{j:02d}")
-    meta = dict(mode=ens.mode, weights=ens.weights, n_members=len(ens),
-                reads=ens.cfg.reads(), metadata=metadata)
-    atomic_write_json(path / "ensemble.json", meta)
+    members = [read_json(path / f"member_{j:02d}" / "config.json")["sha256"] for j in range(len(ens))]
+    meta = json.loads(json.dumps(dict(mode=ens.mode, weights=ens.weights, n_members=len(ens), members=members,
+                                      reads=ens.cfg.reads(), metadata=metadata)))
+    atomic_write_json(path / "ensemble.json", {**meta, "sha256": tensor_digest(meta)})   # checked by load_ensemble
     return path
 
 def load_ensemble(path, device=None) -> Ensemble:
     "Load an ensemble saved by `save_ensemble`."
     path = Path(path)
     if not (path / "ensemble.json").exists(): raise FileNotFoundError(f"{path} has no ensemble.json: not a saved ensemble")
-    meta = read_json(path / "ensemble.json")
+    meta, where = read_json(path / "ensemble.json"), path / "ensemble.json"
+    if not isinstance(meta, dict) or not {"n_members", "weights", "mode"} <= set(meta):
+        raise ValueError(f"{where} is not a saved ensemble's manifest (it needs n_members, weights and mode)")
+    want = meta.pop("sha256", None)              # ensembles saved before checksums have none
+    if want is not None and tensor_digest(meta) != want:
+        raise ValueError(f"{where} does not match its checksum: it was edited after it was saved. Put back the saved "
+                         "file, or save the ensemble again")
+    folders = sorted(p.name for p in path.glob("member_*") if p.is_dir())
+    if folders != [f"member_{j:02d}" for j in range(meta["n_members"])]:
+        raise ValueError(f"{where} lists {meta['n_members']} members, but {path} holds the member folders {folders}")
     ens = Ensemble([load_sae(path / f"member_{j:02d}", device=device) for j in range(meta["n_members"])],
                    meta["weights"], meta["mode"])
+    for j, h in enumerate(meta.get("members") or []):
+        if read_json(path / f"member_{j:02d}" / "config.json").get("sha256") != h:
+            raise ValueError(f"{path / f'member_{j:02d}'} is not the member this ensemble was saved with (its weights differ)")
     return ens.describe(**meta.get("reads", {}))
 
 # %% ../nbs/03_ensemble.ipynb #a74b9ba6

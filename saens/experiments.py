@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import copy
+import sys
+from contextlib import nullcontext
 import hashlib
 import json
 import time
@@ -15,20 +17,21 @@ from pathlib import Path
 import torch
 import yaml
 
-from .activations import ActivationCache, CacheConfig, cache_activations
+from .activations import ActivationCache, CacheConfig, CacheError, cache_activations
 from .ensemble import load_ensemble, save_ensemble, train_bagging, train_boosting, train_expanded
 from .metrics import evaluate_models
-from .sae import load_sae, save_sae
-from .utils import markdown_table, saens_home
+from .sae import load_sae, make_sae, save_sae
+from .utils import atomic_write_json, atomic_write_text, check_keys, closest, folder_lock, markdown_table, number, save_png, saens_home
 from .record import run_settings, settings_fingerprint
 from .report import METHODS, convergence_note, plot_sweep, plot_table1, plot_training_curves, report_table
-from .train import RECIPE_DATA, RECIPES, SingleProcess, TrainConfig, current_profile
+from .train import RECIPE_DATA, RECIPES, SingleProcess, TrainConfig, current_profile, resolve_device
 
 # %% auto #0
-__all__ = ['CONFIG_DIR', 'SEED_SET_STRIDE', 'METHOD_IO', 'config_names', 'Experiment', 'load_config', 'cache_dir', 'run_dir',
-           'get_cache', 'open_stream', 'training_data', 'ResourceError', 'resource_estimate', 'check_resources',
-           'method_seed', 'train_methods', 'train_and_evaluate', 'sub_ensembles', 'run_experiment', 'coefficient_sweep',
-           'profiles_table', 'run_setting']
+__all__ = ['CONFIG_DIR', 'TOP_KEYS', 'REQUIRED', 'SAE_KEYS', 'ENSEMBLE_KEYS', 'SEED_SET_STRIDE', 'METHOD_IO', 'config_names',
+           'Experiment', 'load_config', 'cache_dir', 'run_dir', 'get_cache', 'open_stream', 'training_data',
+           'ResourceError', 'resource_estimate', 'check_resources', 'method_seed', 'train_methods',
+           'train_and_evaluate', 'sub_ensembles', 'run_experiment', 'coefficient_sweep', 'profiles_table',
+           'run_setting']
 
 # %% ../nbs/08_experiments.ipynb #6845ed99
 import saens
@@ -85,35 +88,96 @@ class Experiment:
         "A hash of what decides the trained models (`settings_fingerprint` of `run_settings`); it names the run's folder."
         return settings_fingerprint(run_settings(self))
 
+# The whole YAML schema. Top level: {key: kind}, where a kind is "str", "bool", "mapping", a (integer, lo) number rule, or a
+# tuple of allowed strings; `sae:` takes SAE_KEYS plus the arguments of its architecture's constructor, `train:` the
+# fields of TrainConfig (which checks their types and ranges), `ensemble:` ENSEMBLE_KEYS.
+TOP_KEYS = dict(name="str", description="str", model="str", hook="str", corpus="str", ctx_len=(True, 2),
+                n_train_tokens=(True, 1), n_eval_tokens=(True, 1), cache_dtype=("float16", "bfloat16", "float32"),
+                keep_bos="bool", stream="bool", buffer_tokens=(True, 1), sae="mapping", train="mapping", ensemble="mapping")
+REQUIRED = ("model", "hook", "corpus", "ctx_len", "n_train_tokens", "n_eval_tokens", "sae")
+SAE_KEYS = ("arch", "d_in", "d_sae", "expansion")
+ENSEMBLE_KEYS = ("J", "n_ensembles", "expanded_J")
+
+def _sae_arguments(arch: str) -> set:
+    "The keyword arguments an architecture's constructor takes, up its class hierarchy (what a config's `sae:` may set)."
+    import inspect
+    from saens.sae import SAE_CLASSES
+    names = set()
+    for cls in SAE_CLASSES[arch].__mro__:
+        if "__init__" in cls.__dict__ and cls is not object:
+            names |= {p.name for p in inspect.signature(cls.__init__).parameters.values()
+                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self", "d_in", "d_sae", "dtype", "device", "n_members", "seed"}
+    return names
+
+def _check_config(c: dict, where: str) -> None:
+    "Refuse anything in the merged config `c` outside the schema, before any work (every message names `where`)."
+    check_keys(c, TOP_KEYS, where)
+    missing = [k for k in REQUIRED if k not in c]
+    if missing: raise ValueError(f"{where}: missing setting{'s' * (len(missing) > 1)} {', '.join(missing)}")
+    for k, kind in TOP_KEYS.items():
+        if k not in c or k in ("sae", "train", "ensemble"): continue
+        v = c[k]
+        if kind == "str" and not isinstance(v, str): raise ValueError(f"{k} in {where} must be text, got {v!r}")
+        if kind == "bool" and not isinstance(v, bool): raise ValueError(f"{k} in {where} must be true or false, got {v!r}")
+        if isinstance(kind, tuple) and isinstance(kind[0], bool): c[k] = number(v, k, where, integer=kind[0], lo=kind[1])
+        elif isinstance(kind, tuple) and v not in kind: raise ValueError(f"{k} in {where} must be one of {kind}, got {v!r}{closest(v, kind)}")
+    from saens.sae import SAE_CLASSES
+    sae = c["sae"] = dict(check_keys(c["sae"], set(c["sae"]) if isinstance(c["sae"], dict) else (), f"sae: in {where}"))
+    if "arch" not in sae: raise ValueError(f"sae: in {where} needs arch, one of {sorted(SAE_CLASSES)}")
+    if sae["arch"] not in SAE_CLASSES:
+        raise ValueError(f"sae: arch in {where} must be one of {sorted(SAE_CLASSES)}, got {sae['arch']!r}{closest(sae['arch'], SAE_CLASSES)}")
+    check_keys(sae, set(SAE_KEYS) | _sae_arguments(sae["arch"]), f"sae: in {where} ({sae['arch']})")
+    sae["d_in"] = number(sae.get("d_in"), "sae: d_in", where, integer=True, lo=1)
+    if ("d_sae" in sae) == ("expansion" in sae): raise ValueError(f"sae: in {where} needs one of d_sae and expansion (not both)")
+    if "expansion" in sae: sae["expansion"] = number(sae["expansion"], "sae: expansion", where, above=0)
+    else: sae["d_sae"] = number(sae["d_sae"], "sae: d_sae", where, integer=True, lo=1)
+    check_keys(c.get("train") or {}, {f.name for f in fields(TrainConfig)}, f"train: in {where}")
+    ens = check_keys(c.get("ensemble") or {}, ENSEMBLE_KEYS, f"ensemble: in {where}")
+    for k in ("J", "n_ensembles"):
+        if k in ens: ens[k] = number(ens[k], f"ensemble: {k}", where, integer=True, lo=1)
+    if "expanded_J" in ens:
+        if not isinstance(ens["expanded_J"], list) or not ens["expanded_J"]:
+            raise ValueError(f"ensemble: expanded_J in {where} must be a list of widths such as [8], got {ens['expanded_J']!r}")
+        ens["expanded_J"] = [number(j, "ensemble: expanded_J", where, integer=True, lo=1) for j in ens["expanded_J"]]
+
 def load_config(name_or_path: str, profile: str | None = None) -> Experiment:
-    "Read a YAML config (a shipped name like `pythia-160m`, or a path) at `profile` (default: the current one)."
+    """Read a YAML config (a shipped name like `pythia-160m`, or a path) at `profile` (default: the current one). Everything
+    in it is checked against the schema above before any work: unknown names (with the closest known one), types, ranges."""
     p = Path(name_or_path)
     if not p.suffix: p = CONFIG_DIR / f"{name_or_path}.yaml"
     if not p.exists(): raise FileNotFoundError(f"no config {name_or_path!r}; shipped: {config_names()}, or give a path to a .yaml file")
-    raw = yaml.safe_load(p.read_text())
+    try: raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e: raise ValueError(f"{p} is not valid YAML ({e})") from None
+    if raw is None: raise ValueError(f"{p} is empty: a config is a mapping of settings (model:, hook:, sae:, ...)")
+    check_keys(raw, {*TOP_KEYS, "profiles"}, p.name)
     profile = profile or current_profile()
     profiles = raw.pop("profiles", {}) or {}
+    check_keys(profiles, set(profiles) if isinstance(profiles, dict) else (), f"profiles: in {p.name}")
+    for name, over in profiles.items(): check_keys(over, TOP_KEYS, f"profile {name!r} of {p.name}")
     if profile != "paper" and profile not in profiles and profiles:
         raise ValueError(f"{p.name} has no {profile!r} profile (it has {sorted(profiles)} and paper)")
     c = _merge(raw, profiles.get(profile, {})) if profile != "paper" else raw
+    _check_config(c, f"{p.name} ({profile})")
     sae = dict(c.pop("sae")); arch = sae.pop("arch")
     d_in = sae.pop("d_in"); d_sae = sae.pop("d_sae", None) or int(sae.pop("expansion") * d_in)
     sae.pop("expansion", None)
     ens = c.pop("ensemble", {}) or {}
-    known = {f.name for f in fields(TrainConfig)}
-    bad = set(c.get("train", {})) - known
-    if bad: raise ValueError(f"{p.name}: unknown train settings {sorted(bad)}; TrainConfig has {sorted(known)}")
     recipe = c.get("train", {}).get("recipe", "saens")
     if recipe not in RECIPES:
-        raise ValueError(f"{p.name} ({profile}): unknown training recipe {recipe!r}; the known recipes are {sorted(RECIPES)}")
+        raise ValueError(f"{p.name} ({profile}): unknown training recipe {recipe!r}{closest(recipe, RECIPES)}; the known recipes are {sorted(RECIPES)}")
     exp = Experiment(name=c.get("name", p.stem), profile=profile, model=c["model"], hook=c["hook"], corpus=c["corpus"],
-                      ctx_len=int(c["ctx_len"]), n_train_tokens=int(c["n_train_tokens"]), n_eval_tokens=int(c["n_eval_tokens"]),
+                      ctx_len=c["ctx_len"], n_train_tokens=c["n_train_tokens"], n_eval_tokens=c["n_eval_tokens"],
                       cache_dtype=c.get("cache_dtype", "float16"), arch=arch, d_sae=d_sae, sae_kwargs=sae,
-                      train=dict(c.get("train", {})), J=int(ens.get("J", 8)), n_ensembles=int(ens.get("n_ensembles", 2)),
+                      train=dict(c.get("train", {})), J=ens.get("J", 8), n_ensembles=ens.get("n_ensembles", 2),
                       expanded_J=tuple(ens.get("expanded_J", [8])), description=c.get("description", ""),
-                      keep_bos=bool(c.get("keep_bos", RECIPE_DATA[recipe]["keep_bos"])),
-                      stream=bool(c.get("stream", False)), buffer_tokens=int(c.get("buffer_tokens", 262_144)), d_in=int(d_in))
-    exp.train_config()                   # every train setting is checked now, not hours into a run
+                      keep_bos=c.get("keep_bos", RECIPE_DATA[recipe]["keep_bos"]),
+                      stream=c.get("stream", False), buffer_tokens=c.get("buffer_tokens", 262_144), d_in=d_in)
+    try: cfg = exp.train_config()        # every train setting is checked now, not hours into a run
+    except ValueError as e: raise ValueError(f"train: in {p.name} ({profile}): {e}") from None
+    for k, v in exp.train.items():       # a number YAML read as text (3e-4) is kept as the number it spells
+        if isinstance(v, str) and isinstance(getattr(cfg, k), (int, float)): exp.train[k] = getattr(cfg, k)
+    try: make_sae(arch, d_in, d_sae, device="meta", **sae)   # and every SAE setting (on the meta device: no memory)
+    except (TypeError, ValueError) as e: raise ValueError(f"sae: in {p.name} ({profile}): {e}") from None
     return exp
 
 # %% ../nbs/08_experiments.ipynb #496580a0
@@ -125,12 +189,16 @@ def cache_dir(exp: Experiment) -> Path:
 def run_dir(exp: Experiment) -> Path:
     return saens_home() / "runs" / f"{exp.name}-{exp.profile}-{exp.fingerprint()}"
 
-def get_cache(exp: Experiment, lm=None, progress: bool = True) -> ActivationCache:
-    "The activation cache of `exp` (with `exp.stream`, its held-out split only): reused if complete, else computed or resumed."
+def get_cache(exp: Experiment, lm=None, progress: bool = True, deep: bool = False) -> ActivationCache:
+    """The activation cache of `exp` (with `exp.stream`, its held-out split only): reused if complete and sound, else
+    computed, resumed or repaired. `deep` checks every shard's checksum first (`saens cache` does); without it each
+    shard is checked as it is first read."""
     d = cache_dir(exp)
     if (d / "manifest.json").exists():
-        c = ActivationCache(d)
-        if c.complete: return c
+        try:
+            c = ActivationCache(d, deep=deep)
+            if c.complete: return c
+        except CacheError as e: print(f"{e}\nrepairing it now", file=sys.stderr)   # cache_activations keeps the good shards
     if lm is None:
         from saens.models import load_model
         lm = load_model(exp.model)
@@ -226,6 +294,8 @@ def train_methods(exp: Experiment, data, methods=METHODS, out: Path | None = Non
     (such as `device`) goes into every `TrainConfig`."""
     comm = comm or SingleProcess()
     out = Path(out or run_dir(exp)); models = {}
+    device = resolve_device(train_kw.pop("device", None) or exp.train.get("device"))   # a GPU when there is one
+    if device.startswith("cuda"): torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     reads = dict(model_name=exp.model, hook_name=exp.hook, context_size=exp.ctx_len)   # kept in each SAE's `cfg`
     where = f" on {comm.world_size} processes" if comm.world_size > 1 else ""
     for s in range(exp.n_ensembles):
@@ -236,27 +306,35 @@ def train_methods(exp: Experiment, data, methods=METHODS, out: Path | None = Non
                 train = (trainers or {}).get(method, train)
                 if comm.main_only(lambda: (path / done).exists()): m = load(path)
                 else:
-                    t0 = time.time()
-                    cfg = exp.train_config(checkpoint_dir=str(out / "checkpoints" / path.name), progress=progress,
-                                           checkpoint_every=exp.train.get("checkpoint_every", 200), **train_kw)
-                    seed = method_seed(method, s + SEED_SET_STRIDE * exp.seed_set)
-                    m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=seed, **exp.sae_kwargs).describe(**reads)
-                    if comm.is_main:
-                        save(m, path)
-                        trained = [m] if method == "expanded" else m.members[:1] if method == "bagging" else m.members   # bagging's members share one log
-                        curves = [getattr(t, "history", []) for t in trained]
-                        (path / "history.json").write_text(json.dumps(dict(batch_size=cfg.batch_size, seconds=time.time() - t0, curves=curves)))
-                        log(f"trained {path.name}{where} in {time.time() - t0:.0f} s")
-                models[method, J, s] = m.describe(**reads)
+                    # one process per model: a second `saens train` on the same home waits here, then loads what the first saved
+                    # (several processes of one distributed run share the model, and take no lock)
+                    ckpt = out / "checkpoints" / path.name
+                    with folder_lock(ckpt, log=log) if comm.world_size == 1 else nullcontext():
+                        if comm.world_size == 1 and (path / done).exists(): m = load(path)   # saved while this one waited
+                        else:
+                            t0 = time.time()
+                            cfg = exp.train_config(checkpoint_dir=str(ckpt), progress=progress, device=device,
+                                                   checkpoint_every=exp.train.get("checkpoint_every", 200), **train_kw)
+                            seed = method_seed(method, s + SEED_SET_STRIDE * exp.seed_set)
+                            m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=seed, **exp.sae_kwargs).describe(**reads)
+                            if comm.is_main:
+                                save(m, path)
+                                trained = [m] if method == "expanded" else m.members[:1] if method == "bagging" else m.members   # bagging's members share one log
+                                curves = [getattr(t, "history", []) for t in trained]
+                                atomic_write_json(path / "history.json", dict(batch_size=cfg.batch_size, seconds=time.time() - t0, curves=curves), indent=None)
+                                log(f"trained {path.name}{where} in {time.time() - t0:.0f} s")
+                models[method, J, s] = m.to("cpu").describe(**reads)   # off the GPU: evaluation brings each back in turn
     return models
 
 # %% ../nbs/08_experiments.ipynb #9e9e0527
-def train_and_evaluate(exp: Experiment, methods=METHODS, sizes=(1,), progress: bool = False, lm=None) -> list[dict]:
+def train_and_evaluate(exp: Experiment, methods=METHODS, sizes=(1,), progress: bool = False, lm=None,
+                       log=lambda s: None, cached: tuple | None = None) -> list[dict]:
     """Cache, train (or find) every method of `exp`, add the nested ensembles of `sizes` (None: every J) and evaluate all
-    on the held-out split: its records. The step every comparison (an ablation's variant, a length of a sweep) repeats."""
-    cache, data = training_data(exp, lm=lm, progress=progress)
-    models = sub_ensembles(train_methods(exp, data, methods, progress=progress, log=lambda s: None), exp.J, sizes)
-    return evaluate_models(models, cache.eval.tensor())
+    on the held-out split: its records. The step every comparison (a run, an ablation's variant, a length of a sweep)
+    repeats; `cached` is `training_data`'s `(cache, data)` when the caller already has them."""
+    cache, data = cached or training_data(exp, lm=lm, progress=progress)
+    models = sub_ensembles(train_methods(exp, data, methods, progress=progress, log=log), exp.J, sizes)
+    return evaluate_models(models, cache.eval.tensor(), device=resolve_device(exp.train.get("device")))
 
 def sub_ensembles(models: dict, J_max: int, sizes=None) -> dict:
     "Add the nested ensembles `ens.head(j)` of each trained J_max-member ensemble, for j in `sizes` (default 1..J_max-1)."
@@ -275,16 +353,14 @@ def run_experiment(exp: Experiment, lm=None, methods=METHODS, sweep: bool = Fals
     if exp.profile == "paper": check_resources(exp, log=log)
     cache, data = training_data(exp, lm=lm, progress=progress)
     log(f"{cache}{f', training from {data}' if exp.stream else ''}  [{time.time() - t0:.0f} s]")
-    models = train_methods(exp, data, methods, progress=progress, log=log)
-    models = sub_ensembles(models, exp.J, None if sweep else (1,))   # J=1 is the single SAE of Table 1
-    records = evaluate_models(models, cache.eval.tensor())
+    records = train_and_evaluate(exp, methods, None if sweep else (1,), progress, log=log, cached=(cache, data))  # J=1: the single SAE
     out = run_dir(exp)
     meta = dict(config=asdict(exp), cache=cache.config, seconds=time.time() - t0, torch=torch.__version__)
-    (out / "records.json").write_text(json.dumps(dict(meta=meta, records=records), indent=1, default=str))
-    (out / "table1.md").write_text(report_table(records, exp.J) + "\n\n" + convergence_note(out) + "\n")
-    fig = plot_table1(records, exp.J, title=f"{exp.name} ({exp.profile})"); fig.savefig(out / "table1.png", dpi=120)
-    if sweep: plot_sweep(records, title=f"{exp.name} ({exp.profile})").savefig(out / "sweep.png", dpi=120)
-    plot_training_curves(out, title=f"{exp.name} ({exp.profile}): how far from saturation").savefig(out / "curves.png", dpi=120)
+    atomic_write_json(out / "records.json", dict(meta=meta, records=records), indent=1, default=str)
+    atomic_write_text(out / "table1.md", report_table(records, exp.J) + "\n\n" + convergence_note(out) + "\n")
+    save_png(plot_table1(records, exp.J, title=f"{exp.name} ({exp.profile})"), out / "table1.png")
+    if sweep: save_png(plot_sweep(records, title=f"{exp.name} ({exp.profile})"), out / "sweep.png")
+    save_png(plot_training_curves(out, title=f"{exp.name} ({exp.profile}): how far from saturation"), out / "curves.png")
     import matplotlib.pyplot as plt; plt.close("all")
     log(f"results in {out}  [{time.time() - t0:.0f} s]")
     return records

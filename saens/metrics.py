@@ -282,10 +282,11 @@ def activation_moments(X: Array, batch_size: int = 65536) -> tuple[torch.Tensor,
     "Mean `[d]` and covariance `[d, d]` (divided by N) of activations `X` `[N, d]`, accumulated in float64 over batches."
     X = _tensor(X, "X")
     if len(X) < 2: raise ValueError(f"X: need at least 2 activations for a covariance, got {len(X)}")
-    mean = X.double().mean(0); S = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64)
-    for i in range(0, len(X), batch_size):
-        x = X[i:i + batch_size].double().cpu() - mean.cpu(); S += x.T @ x
-    return mean.cpu(), S / len(X)
+    batches = lambda: (X[i:i + batch_size].double().cpu() for i in range(0, len(X), batch_size))  # never a full float64 copy
+    mean = sum(x.sum(0) for x in batches()) / len(X)
+    S = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64)
+    for x in batches(): x = x - mean; S += x.T @ x
+    return mean, S / len(X)
 
 def participation_ratio(cov: Array) -> float:
     "`tr(cov)^2 / tr(cov^2)`: d for isotropic data, k for data spread evenly over k directions."
@@ -357,21 +358,29 @@ STABILITY_FIELDS = ("stability", "stability_random", "stability_data", "stabilit
                     "shared", "shared_data", "stability_unpooled", "stability_unpooled_data", "stability_live", "stability_live_data")
 
 @torch.no_grad()
-def evaluate_models(models: dict, X: Array, batch_size: int = 4096, extra=None, one_to_one_max: int = 20_000) -> list[dict]:
+def evaluate_models(models: dict, X: Array, batch_size: int = 4096, extra=None, one_to_one_max: int = 20_000,
+                    device=None) -> list[dict]:
     """`models`: `{(method, J, seed): SAE or Ensemble}`. One record per model (`evaluate`, plus `extra(model)` if given),
     and for each (method, J) with several seeds every stability measure of its seeds' dictionaries beside its nulls
     (`STABILITY_FIELDS`): relaxed (mean and spread over base seeds) with the isotropic floor `stability_random` and the
     data-shaped null `stability_data`; Hungarian and the shared fraction at 0.7, each with its data-shaped null (NaN for
     dictionaries above `one_to_one_max` features, where the assignment is too slow); unpooled (member against member:
     the mean of `stability_members`; the plain stability for one SAE); live-only (features that fire on `X`).
-    Bagging/boosting ensembles with J >= 2 also get `stability_members` and `member_floor`."""
-    X = _tensor(X, "X").float()
+    Bagging/boosting ensembles with J >= 2 also get `stability_members` and `member_floor`. With `device`, each model
+    is evaluated there (moved in, and back where it was afterwards: one model on the device at a time) and the
+    dictionaries are compared there; `X` stays where it is and goes over in batches."""
+    X = _tensor(X, "X")
     records, fired = [], {}
     for key, m in sorted(models.items()):
         method, J, s = key
-        r, fired[key] = _evaluate(m, X, batch_size)
-        r = dict(method=method, J=J, seed=s, **r)
-        if extra is not None: r.update(extra(m))
+        home = m.W_dec.device
+        if device is not None: m.to(device)
+        try:
+            r, fired[key] = _evaluate(m, X, batch_size)
+            r = dict(method=method, J=J, seed=s, **r)
+            if extra is not None: r.update(extra(m))
+        finally:
+            if device is not None: m.to(home)
         records.append(r)
     groups, nulls, member_cache, d, nan = {}, {}, {}, X.shape[1], float("nan")
     mean, cov = activation_moments(X, max(batch_size, 65536)) if len(X) > 1 else (None, None)
@@ -393,7 +402,7 @@ def evaluate_models(models: dict, X: Array, batch_size: int = 4096, extra=None, 
         ms = [models[method, J, s] for s in seeds]
         add = dict(stability_sd=0.0, **{f: nan for f in STABILITY_FIELDS})
         if len(ms) > 1:
-            Ws = [m.W_dec for m in ms]; dev = Ws[0].device
+            Ws = [m.W_dec.to(device) if device is not None else m.W_dec for m in ms]; dev = Ws[0].device
             best, sizes = best_cosines(Ws), tuple(m.d_sae for m in ms)
             sc = torch.stack([v.double().mean() for v in best])      # stability_scores(Ws), from the same best cosines
             one = max(sizes) <= one_to_one_max

@@ -17,6 +17,7 @@ def check_weights(weights, J: int) -> list[float]:
     if len(w) != J: raise ValueError(f"got {len(w)} ensemble weights for {J} members")
     if any(not torch.isfinite(torch.tensor(a)) or a < 0 for a in w):
         raise ValueError(f"ensemble weights must be finite and non-negative, got {w}")
+    if w and not any(w): raise ValueError(f"ensemble weights are all zero ({w}): the ensemble would reconstruct every input as 0")
     return w
 
 def concat_dictionary(W_decs: Sequence[Tensor], b_decs: Sequence[Tensor], weights: Sequence[float]) -> tuple[Tensor, Tensor]:

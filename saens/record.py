@@ -59,8 +59,10 @@ def run_settings(exp) -> dict:
 
 def settings_fingerprint(settings: dict) -> str:
     """The 10-hex-digit hash of a run's `run_settings` less the number of ensembles and the expanded widths (they decide
-    the records, not the models) and, for a cached run, the `stream` flag (cached runs keep the folders they had)."""
+    the records, not the models), the training device and, for a cached run, the `stream` flag (cached runs keep the folders they had)."""
     d = {k: v for k, v in settings.items() if k not in ("n_ensembles", "expanded_J") and (k != "stream" or v)}
+    if d.get("train", {}).get("device") is not None:     # where a run trains never changes its models: cuda, cuda:0 and
+        d["train"] = {**d["train"], "device": None}      # nothing are one run folder (a config's `device: null` hashes as it always did)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 def settings_changes(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -5,6 +5,8 @@
 # %% ../nbs/01_sae.ipynb #16fe407e
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from dataclasses import asdict, dataclass
@@ -12,9 +14,10 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .utils import atomic_write, atomic_write_json, read_json, safe_load_safetensors
+from .utils import atomic_write, atomic_write_json, number, read_json, safe_load_safetensors, tensor_digest
 
 # %% auto #0
 __all__ = ['READS', 'SAE_CLASSES', 'LossOutput', 'SAEConfig', 'hook_layer_of', 'set_reads', 'Described', 'SAE', 'register_sae',
@@ -299,7 +302,7 @@ class ReLUSAE(SAE):
     "ReLU SAE with a decoder-norm-weighted L1 penalty `l1_coeff`."
     arch, decoder_norm = "relu", "penalise"
     def __init__(self, d_in: int, d_sae: int, l1_coeff: float = 1.0, **kw):
-        super().__init__(d_in, d_sae, **kw); self.l1_coeff = l1_coeff
+        super().__init__(d_in, d_sae, **kw); self.l1_coeff = number(l1_coeff, "l1_coeff", "a ReLU SAE", lo=0)
     def extra_config(self): return dict(l1_coeff=self.l1_coeff)
     def activation(self, z): return torch.relu(z)
     def sparsity_loss(self, codes, z, plain_l1=False):  # sum over tokens first: one reduction, not a product over [n, d_sae]
@@ -321,7 +324,9 @@ class TopKSAE(SAE):
         super().__init__(d_in, d_sae, **kw)
         _check_dims("k", k)
         if k > d_sae: raise ValueError(f"k={k} is larger than d_sae={d_sae}")
-        self.k, self.aux_k, self.aux_coeff = k, aux_k if aux_k is not None else min(d_in // 2, d_sae), aux_coeff
+        if aux_k is not None: _check_dims("aux_k", aux_k)
+        self.k, self.aux_k = k, aux_k if aux_k is not None else min(d_in // 2, d_sae)
+        self.aux_coeff = number(aux_coeff, "aux_coeff", "a TopK SAE", lo=0)
     sparse = True   # train on the sparse path of chapter 35 (the same function and gradients); False: `SAE.loss` as written
     def extra_config(self): return dict(k=self.k, aux_k=self.aux_k, aux_coeff=self.aux_coeff)
     def activation(self, z): return _topk_codes(z, self.k)
@@ -370,7 +375,7 @@ class BatchTopKSAE(TopKSAE):
     arch = "batchtopk"
     def __init__(self, d_in: int, d_sae: int, k: int = 32, threshold_momentum: float = 0.99, **kw):
         super().__init__(d_in, d_sae, k=k, **kw)
-        self.threshold_momentum = threshold_momentum
+        self.threshold_momentum = number(threshold_momentum, "threshold_momentum", "a BatchTopK SAE", lo=0, hi=1)
         ref = self.b_enc
         self.register_buffer("threshold", torch.full(ref.shape[:-1], -1.0, dtype=ref.dtype, device=ref.device))
     def extra_config(self): return {**super().extra_config(), "threshold_momentum": self.threshold_momentum}
@@ -430,9 +435,10 @@ class JumpReLUSAE(SAE):
     def __init__(self, d_in: int, d_sae: int, sparsity_coeff: float = 1.0, bandwidth: float = 1e-3,
                  init_threshold: float = 1e-3, **kw):
         super().__init__(d_in, d_sae, **kw)
-        if bandwidth <= 0 or init_threshold <= 0: raise ValueError("bandwidth and init_threshold must be positive")
-        self.sparsity_coeff, self.bandwidth, self.init_threshold = sparsity_coeff, bandwidth, init_threshold
-        self.log_threshold = nn.Parameter(torch.full_like(self.b_enc, math.log(init_threshold)))
+        where = "a JumpReLU SAE"
+        self.sparsity_coeff = number(sparsity_coeff, "sparsity_coeff", where, lo=0)
+        self.bandwidth, self.init_threshold = number(bandwidth, "bandwidth", where, above=0), number(init_threshold, "init_threshold", where, above=0)
+        self.log_threshold = nn.Parameter(torch.full_like(self.b_enc, math.log(self.init_threshold)))
     def extra_config(self):
         return dict(sparsity_coeff=self.sparsity_coeff, bandwidth=self.bandwidth, init_threshold=self.init_threshold)
     @property
@@ -461,9 +467,14 @@ def save_sae(sae: SAE, path, **metadata) -> Path:
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()}
     cfg = {**sae.config, "dtype": str(sae.W_enc.dtype).removeprefix("torch."), "reads": sae.cfg.reads(), "metadata": metadata}
-    atomic_write(path / "sae.safetensors", lambda t: save_file(state, t))
+    cfg = {**json.loads(json.dumps(cfg)), "sha256": tensor_digest(state)}   # as read back (tuples become lists), + the weights' hash
+    # the weights name the config they belong to, the config holds the weights' hash: load_sae checks both
+    atomic_write(path / "sae.safetensors", lambda t: save_file(state, t, metadata={"saens_config": _config_digest(cfg)}))
     atomic_write_json(path / "config.json", cfg)
     return path
+
+def _config_digest(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps({k: v for k, v in cfg.items() if k != "sha256"}, sort_keys=True).encode()).hexdigest()
 
 def dtype_from_name(name, where: str = "the config") -> torch.dtype:
     "`torch.float32` from `'float32'` or `'torch.float32'` (`None`: float32); an unknown name is a `ValueError` naming `where`."
@@ -475,12 +486,25 @@ def load_sae(path, device=None) -> SAE:
     "Load an SAE saved by `save_sae` (folder with `config.json` and `sae.safetensors`)."
     path = Path(path)
     if not (path / "config.json").exists(): raise FileNotFoundError(f"{path} has no config.json: not a saved saens SAE")
-    cfg = read_json(path / "config.json")
-    cfg.pop("metadata", None)
+    cfg, f = read_json(path / "config.json"), path / "sae.safetensors"
+    if not isinstance(cfg, dict) or not {"arch", "d_in", "d_sae"} <= set(cfg):
+        raise ValueError(f"{path / 'config.json'} is not a saved SAE's config: it needs arch, d_in and d_sae, and has "
+                         f"{sorted(cfg) if isinstance(cfg, dict) else type(cfg).__name__}")
+    state = safe_load_safetensors(f)
+    want = cfg.get("sha256")                     # SAEs saved before checksums have none, and are loaded unchecked
+    if want is not None:
+        with safe_open(str(f), "pt") as g: tag = (g.metadata() or {}).get("saens_config")
+        if tag != _config_digest(cfg):
+            raise ValueError(f"{path / 'config.json'} does not belong to the weights in {f}: it was edited, or copied "
+                             "beside another SAE's weights. Put back the config.json saved with them, or train again")
+        if tensor_digest(state) != want:
+            raise ValueError(f"{f} does not match the checksum its config.json holds: the weights changed after they "
+                             "were saved (a flipped bit, a copy gone wrong). Restore the folder from a copy, or train again")
+    cfg = {k: v for k, v in cfg.items() if k not in ("metadata", "sha256")}
     reads = cfg.pop("reads", {})
     dtype = dtype_from_name(cfg.pop("dtype", "float32"), str(path / "config.json"))
-    state = safe_load_safetensors(path / "sae.safetensors")
-    sae = make_sae(**cfg, dtype=dtype, device=device)
+    try: sae = make_sae(**cfg, dtype=dtype, device=device)
+    except TypeError as e: raise ValueError(f"{path / 'config.json'} holds a setting its architecture does not take ({e})") from None
     expected = {k: tuple(v.shape) for k, v in sae.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     if expected != got:

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from .ensemble import Ensemble
-from .utils import atomic_write, atomic_write_json, read_json, safe_load_safetensors
+from .utils import atomic_write, atomic_write_json, number, read_json, safe_load_safetensors
 from .sae import READS, SAE, BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE, dtype_from_name
 
 # %% auto #0
@@ -157,6 +157,9 @@ def _locate(path_or_repo, folder, **hub) -> Path:
 def _saelens_cfg(path: Path) -> dict:
     "cfg.json in SAELens 6's shape; an older config's top-level metadata and names are moved where SAELens 6 has them."
     cfg = read_json(path / "cfg.json", what="SAELens config")
+    if not isinstance(cfg, dict): raise ValueError(f"{path / 'cfg.json'} is not a SAELens config: a JSON object, got {type(cfg).__name__}")
+    if not isinstance(cfg.get("metadata", {}), dict):
+        raise ValueError(f"{path / 'cfg.json'}: metadata must be a JSON object, got {type(cfg['metadata']).__name__}")
     if "metadata" not in cfg:
         cfg = {**cfg, "metadata": dict(model_name=cfg.get("model_name"), hook_name=cfg.get("hook_name", cfg.get("hook_point")),
                context_size=cfg.get("context_size"), prepend_bos=cfg.get("prepend_bos", True),
@@ -199,7 +202,10 @@ def from_saelens(path_or_repo, folder: str | None = None, device=None, dtype=Non
     if cfg.get("normalize_activations") not in ("none", None):
         raise ValueError(f"{path}: normalize_activations={cfg['normalize_activations']!r} is applied by SAELens at run time; "
                          "fold it into the weights first (SAELens: `fold_activation_norm_scaling_factor`)")
-    d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
+    where = str(path / "cfg.json")
+    missing = [k for k in ("d_in", "d_sae") if k not in cfg]
+    if missing: raise ValueError(f"{where} has no {' or '.join(missing)}: not a complete SAELens config")
+    d_in, d_sae = (number(cfg[k], k, where, integer=True, lo=1) for k in ("d_in", "d_sae"))
     file = path / "sae_weights.safetensors"
     w = safe_load_safetensors(file)
     need = dict(W_enc=(d_in, d_sae), W_dec=(d_sae, d_in), b_enc=(d_sae,), b_dec=(d_in,))
@@ -212,8 +218,8 @@ def from_saelens(path_or_repo, folder: str | None = None, device=None, dtype=Non
               dtype=dtype_from_name(dtype or cfg.get("dtype"), "the SAELens config"))
     if arch == "standard": sae = ReLUSAE(d_in, d_sae, **kw)
     elif arch == "topk":
-        if not cfg.get("k"): raise ValueError(f"{path}: a topk SAE needs `k` in its cfg.json")
-        sae = TopKSAE(d_in, d_sae, k=int(cfg["k"]), **kw)
+        if cfg.get("k") is None: raise ValueError(f"{path}: a topk SAE needs `k` in its cfg.json")
+        sae = TopKSAE(d_in, d_sae, k=number(cfg["k"], "k", where, integer=True, lo=1, hi=d_sae), **kw)
     else:
         if (w["threshold"] < 0).any():
             raise ValueError(f"{path}: negative JumpReLU thresholds cannot be represented (saens stores log θ)")

@@ -18,13 +18,14 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .utils import atomic_write
+from .utils import atomic_write, closest, number, tensor_digest
 from .sae import SAE
 
 # %% auto #0
 __all__ = ['PROFILES', 'RECIPES', 'RECIPE_FIELDS', 'RECIPE_DATA', 'STORAGE_FIELDS', 'HYPERPARAMETERS', 'CHECKPOINT_NAME',
-           'current_profile', 'by_profile', 'TrainConfig', 'config_help', 'lr_at', 'sparsity_scale_at', 'BatchSource',
-           'geometric_median', 'load_checkpoint', 'SingleProcess', 'MemberBatches', 'clip_grad_norm_', 'train_sae']
+           'current_profile', 'by_profile', 'resolve_device', 'TrainConfig', 'config_help', 'lr_at',
+           'sparsity_scale_at', 'BatchSource', 'geometric_median', 'load_checkpoint', 'SingleProcess', 'MemberBatches',
+           'clip_grad_norm_', 'train_sae']
 
 # %% ../nbs/02_train.ipynb #2ffd71fc
 PROFILES = ("ci", "laptop", "paper")
@@ -38,6 +39,10 @@ def current_profile() -> str:
 def by_profile(ci, laptop, paper):
     "Pick the value for the current profile."
     return dict(ci=ci, laptop=laptop, paper=paper)[current_profile()]
+
+def resolve_device(device=None) -> str:
+    "The device a run trains on: `device` if given, else `cuda` when a GPU is present, else `cpu`."
+    return str(device) if device else ("cuda" if torch.cuda.is_available() else "cpu")
 
 # %% ../nbs/02_train.ipynb #db99b95f
 @dataclass
@@ -75,17 +80,25 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.recipe not in RECIPES:
-            raise ValueError(f"unknown training recipe {self.recipe!r}; the known recipes are {sorted(RECIPES)}")
-        if self.batch_size <= 0 or self.n_tokens < self.batch_size:
+            raise ValueError(f"unknown training recipe {self.recipe!r}{closest(self.recipe, RECIPES)}; the known recipes are {sorted(RECIPES)}")
+        for name in ("n_tokens", "batch_size"): setattr(self, name, number(getattr(self, name), name, "TrainConfig", **_NUMBERS[name]))
+        if self.n_tokens < self.batch_size:
             raise ValueError(f"need n_tokens >= batch_size > 0, got n_tokens={self.n_tokens}, batch_size={self.batch_size}")
         for name, value in RECIPES[self.recipe].items():
             if getattr(self, name) is None: setattr(self, name, value(self) if callable(value) else value)
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if not 0 <= self.lr_decay_frac <= 1: raise ValueError("lr_decay_frac must be in [0, 1]")
-        if self.grad_clip < 0: raise ValueError(f"grad_clip must be >= 0 (0: off), got {self.grad_clip}")
-        self.betas = tuple(self.betas)
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}{closest(getattr(self, name), allowed)}")
+        for name, rule in _NUMBERS.items(): setattr(self, name, number(getattr(self, name), name, "TrainConfig", **rule))
+        if isinstance(self.betas, (str, bytes)) or not hasattr(self.betas, "__len__") or len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers (beta1, beta2), got {self.betas!r}")
+        self.betas = tuple(number(b, f"betas[{i}]", "TrainConfig", lo=0, hi=1) for i, b in enumerate(self.betas))
+        if self.betas[1] >= 1: raise ValueError(f"betas[1] must be < 1 (Adam divides by 1 - beta2^t), got {self.betas[1]}")
+        for name in ("normalize_activations", "resume", "progress"):
+            if not isinstance(getattr(self, name), bool): raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("device", "checkpoint_dir"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, (str, os.PathLike)): raise ValueError(f"{name} must be a string or null, got {v!r}")
 
     def differences(self, other: "TrainConfig") -> dict:
         "`{field: (self's value, other's value)}` for the recipe fields where the two configs differ."
@@ -104,6 +117,11 @@ RECIPE_FIELDS = tuple(RECIPES["saens"])
 RECIPE_DATA = {"saens": dict(keep_bos=False), "authors": dict(keep_bos=True)}
 _CHOICES = dict(b_dec_init=("geometric_median", "mean", "zeros"), decoder_norm=("auto", "renormalise"),
                 init=("tied", "kaiming"), b_dec_data=("input", "raw"), auxk=("saens", "authors"), data_seed=("config", "model"))
+# the type and range of every number (`utils.number`): a string that spells a number is read as one (YAML reads 3e-4 as a string)
+_NUMBERS = dict(n_tokens=dict(integer=True, lo=1), batch_size=dict(integer=True, lo=1), lr=dict(lo=0),
+                lr_warmup_steps=dict(integer=True, lo=0), lr_decay_frac=dict(lo=0, hi=1), sparsity_warmup_steps=dict(integer=True, lo=0),
+                grad_clip=dict(lo=0), n_init_samples=dict(integer=True, lo=1), dead_window=dict(integer=True, lo=0),
+                seed=dict(integer=True, lo=0), checkpoint_every=dict(integer=True, lo=0), log_every=dict(integer=True, lo=1))
 
 STORAGE_FIELDS = ("device", "checkpoint_dir", "checkpoint_every", "resume", "log_every", "progress")
 "Where a run happens, is stored and is shown: changing these never changes the trained weights."
@@ -199,6 +217,7 @@ def geometric_median(x: Tensor, n_iter: int = 100, eps: float = 1e-8, tol: float
 CHECKPOINT_NAME = "checkpoint.pt"
 
 def _save_checkpoint(path: Path, state: dict):
+    state = {**state, "sha256": tensor_digest(state)}       # checked by load_checkpoint: a flipped bit is not resumed
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 def load_checkpoint(path) -> dict:
@@ -206,7 +225,7 @@ def load_checkpoint(path) -> dict:
     A checkpoint holds only tensors, numbers, strings and plain containers, so it is read with `weights_only=True`:
     a file that asks to build any other Python object (which is how a pickle runs code) is refused, and nothing in it runs."""
     path = Path(path)
-    try: return torch.load(path, map_location="cpu", weights_only=True)
+    try: state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError: raise
     except pickle.UnpicklingError as e:
         if "weights only" in str(e).lower():
@@ -214,6 +233,14 @@ def load_checkpoint(path) -> dict:
                              "refused and nothing in it ran; if you did not write it, delete it and train again") from None
         raise ValueError(f"checkpoint {path} is truncated or corrupt and cannot be resumed ({e})") from e
     except Exception as e: raise ValueError(f"checkpoint {path} is truncated or corrupt and cannot be resumed ({e})") from e
+    if not isinstance(state, dict) or "step" not in state:
+        raise ValueError(f"checkpoint {path} is not a saens training checkpoint; delete it and train again")
+    want = state.pop("sha256", None)                          # checkpoints written before checksums have none
+    if want is not None and tensor_digest(state) != want:
+        raise ValueError(f"checkpoint {path} does not match its checksum: it changed after it was written (a flipped bit, a "
+                         "copy gone wrong), so it was not resumed. Delete it and run the same command again: this SAE "
+                         "trains again from its start, and nothing else is lost")
+    return state
 
 # %% ../nbs/02_train.ipynb #bcec2c9c
 class SingleProcess:

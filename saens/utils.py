@@ -5,19 +5,26 @@
 # %% ../nbs/30_utils.ipynb #e68f043c
 from __future__ import annotations
 
+import difflib
+import errno
+import hashlib
 import json
 import math
 import numbers
 import os
+import shutil
+import socket
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['atomic_write', 'atomic_write_text', 'atomic_write_json', 'read_json', 'safe_load_safetensors', 'saens_home',
+__all__ = ['atomic_write', 'DiskFullError', 'atomic_write_text', 'atomic_write_json', 'save_png', 'read_json',
+           'safe_load_safetensors', 'tensor_digest', 'folder_lock', 'closest', 'check_keys', 'number', 'saens_home',
            'mean_ci', 'markdown_table']
 
 # %% ../nbs/30_utils.ipynb #f834308c
@@ -44,9 +51,27 @@ def atomic_write(path, write: Callable[[str], object]) -> Path:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())   # mkstemp made it 0o600: give it what open() would have
         os.replace(tmp, path)
+    except Exception as e:
+        if isinstance(e, DiskFullError) or not _disk_full(path.parent, e): raise
+        raise DiskFullError(errno.ENOSPC, f"no space left on the disk of {path.parent} while writing {path.name} "
+                            f"({_free_bytes(path.parent):,} bytes free). {path.name} was left as it was: free some space and "
+                            "run the same command again") from e
     finally:
         if os.path.exists(tmp): os.remove(tmp)
     return path
+
+class DiskFullError(OSError):
+    "The disk filled up during an `atomic_write`: the file written to was left as it was."
+
+def _free_bytes(folder) -> int:
+    try: return shutil.disk_usage(folder).free
+    except OSError: return -1
+
+def _disk_full(folder, e: BaseException) -> bool:
+    """Whether `e`, raised while writing into `folder`, is a full disk: the errno says so, or (torch.save reports a full
+    disk as `unexpected pos ...`, safetensors as an I/O error) under 1 MiB is left."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT): return True
+    return 0 <= _free_bytes(folder) < 1 << 20
 
 def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
     "Write `text` to `path` with `atomic_write`."
@@ -55,6 +80,10 @@ def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
 def atomic_write_json(path, obj, indent: int | None = 2, **kwargs) -> Path:
     "Write `obj` as JSON to `path` with `atomic_write`; `kwargs` go to `json.dumps` (which runs before any file is made)."
     return atomic_write_text(path, json.dumps(obj, indent=indent, **kwargs))
+
+def save_png(fig, path, dpi: int = 120) -> Path:
+    "Save the matplotlib figure `fig` as a PNG at `path` with `atomic_write`."
+    return atomic_write(path, lambda t: fig.savefig(t, dpi=dpi, format="png"))
 
 # %% ../nbs/30_utils.ipynb #ffca2157
 def read_json(file, what: str = "", error: type[Exception] = ValueError, hint: str = ""):
@@ -71,6 +100,101 @@ def safe_load_safetensors(file, device: str = "cpu") -> dict:
     if not Path(file).exists(): raise FileNotFoundError(f"no safetensors file at {file}")
     try: return load_file(str(file), device=device)
     except Exception as e: raise ValueError(f"{file} is truncated or corrupt and cannot be read ({e})") from e
+
+# %% ../nbs/30_utils.ipynb #48e514df
+def tensor_digest(obj) -> str:
+    """SHA-256 (hex) of `obj`: tensors by dtype, shape and bytes, mappings by sorted key, lists and tuples in order,
+    anything else by its `repr`. Equal for equal contents on any machine; one pass over the data."""
+    import torch
+    h = hashlib.sha256()
+    def feed(o):
+        if isinstance(o, torch.Tensor):
+            t = o.detach().to("cpu").contiguous().reshape(-1)
+            h.update(f"T{str(t.dtype)}{tuple(o.shape)};".encode()); h.update(t.view(torch.uint8).numpy().tobytes())
+        elif isinstance(o, dict):
+            h.update(b"{")
+            for k in sorted(o, key=str): feed(str(k)); feed(o[k])
+            h.update(b"}")
+        elif isinstance(o, (list, tuple)):
+            h.update(b"(" if isinstance(o, tuple) else b"[")
+            for v in o: feed(v)
+            h.update(b")")
+        else: h.update(f"{type(o).__name__}:{o!r};".encode())
+    feed(obj)
+    return h.hexdigest()
+
+
+# %% ../nbs/30_utils.ipynb #94e4462d
+_held: dict[str, int] = {}          # folders this process holds, with how many `with` blocks deep
+
+@contextmanager
+def folder_lock(folder, wait: bool = True, log: Callable[[str], object] = print):
+    """Hold `folder` (created if needed) for this process during the `with` block. Another process asking for it
+    waits, saying once who holds it, or with `wait=False` gets a `BlockingIOError` naming the holder. Re-entrant."""
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    key = str(folder.resolve())
+    if key in _held:
+        _held[key] += 1
+        try: yield
+        finally: _held[key] -= 1
+        return
+    try: import fcntl
+    except ImportError: fcntl = None                 # no flock (Windows): no lock
+    with open(folder / ".lock", "a+") as f:
+        if fcntl is not None:
+            try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0); holder = f.read().strip() or "another process"
+                if not wait: raise BlockingIOError(f"{folder} is in use by {holder}; wait for it to finish, or stop it") from None
+                log(f"waiting for {holder}, which is using {folder} ...")
+                fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0); f.truncate(); f.write(f"process {os.getpid()} on {socket.gethostname()}"); f.flush()
+        _held[key] = 1
+        try: yield
+        finally:
+            del _held[key]
+            if fcntl is not None: fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# %% ../nbs/30_utils.ipynb #77eda806
+def closest(name, known) -> str:
+    "` (did you mean 'x'?)` for the known name closest to `name`, or `''` if none is close."
+    m = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {m[0]!r}?)" if m else ""
+
+def check_keys(d, known, where: str) -> dict:
+    "`d` if it is a mapping whose keys are all in `known`; otherwise a `ValueError` naming `where`, each unknown key and its closest known one."
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must be a mapping of settings (name: value), got {type(d).__name__} {d!r:.60}")
+    bad = [k for k in d if k not in known]
+    if bad:
+        raise ValueError(f"{where}: unknown setting{'s' * (len(bad) > 1)} " + ", ".join(f"{k!r}{closest(k, known)}" for k in bad)
+                         + f"; the known ones are {', '.join(sorted(map(str, known)))}")
+    return d
+
+def number(value, name: str, where: str = "", integer: bool = False, lo=None, hi=None, above=None):
+    """`value` as an `int` (`integer`) or `float`, read from a number or a string that spells one, and checked
+    against `lo <= value <= hi` and `value > above`. Anything else is a `ValueError` naming `name` and `where`."""
+    at = f" in {where}" if where else ""
+    v = value
+    if isinstance(v, str):
+        try: v = float(v.replace("_", "")) if not integer else int(v.replace("_", ""))
+        except ValueError:
+            try: v = float(v.replace("_", ""))
+            except ValueError: raise ValueError(f"{name}{at} must be a number, got {value!r}") from None
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise ValueError(f"{name}{at} must be a number, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(v): raise ValueError(f"{name}{at} must be finite, got {value!r}")
+    if integer:
+        if v != int(v): raise ValueError(f"{name}{at} must be a whole number, got {value!r}")
+        v = int(v)
+    else: v = float(v)
+    if (lo is not None and v < lo) or (hi is not None and v > hi) or (above is not None and v <= above):
+        rng = " and ".join(s for s in (f">= {lo}" if lo is not None else "", f"> {above}" if above is not None else "",
+                                       f"<= {hi}" if hi is not None else "") if s)
+        raise ValueError(f"{name}{at} must be {rng}, got {value!r}")
+    return v
+
 
 # %% ../nbs/30_utils.ipynb #a4941d4e
 def saens_home() -> Path:

@@ -117,5 +117,6 @@ def test_a_distributed_run_writes_what_one_process_writes(tmp_path):
             assert all(abs(a["ev"] - b["ev"]) < 1e-4 for a, b in zip(c1, c2)), name
     cfgs = sorted((tmp_path / "two").rglob("config.json"))
     assert cfgs and all("hook_name" in f.read_text() for f in cfgs)     # what each SAE reads is saved with it
-    for f in cfgs:
-        assert f.read_text() == (tmp_path / "one" / f.relative_to(tmp_path / "two")).read_text(), f
+    meta = lambda f: {k: v for k, v in json.loads(f.read_text()).items() if k != "sha256"}   # the weights' hash differs with
+    for f in cfgs:                                                                          # the weights (within 1e-4 EV, above)
+        assert meta(f) == meta(tmp_path / "one" / f.relative_to(tmp_path / "two")), f
