@@ -1,5 +1,6 @@
 "The site builder's pure parts: chapter links become page links, repository files are carried into the site, and the link check finds a broken link."
 import importlib.util
+import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,3 +30,15 @@ def test_titles_and_progress_bars():
     assert book.title_of(nb, "f.ipynb") == ("The title", "The summary.")
     assert book._is_progress(dict(output_type="stream", name="stderr", text="train: 50%|#####     | 5/10 [00:01<00:01, 4.0it/s]\r"))
     assert not book._is_progress(dict(output_type="stream", name="stderr", text="UserWarning: something real\n"))
+
+
+def test_every_chapter_states_how_long_it_runs_at_ci_size(tmp_path):
+    "`book.py test --timing` (what CI runs) holds each chapter to twice the time its header states."
+    missing = [f.name for f in sorted((ROOT / "nbs").glob("*.ipynb")) if f.name != "index.ipynb" and book.stated_seconds(f) is None]
+    assert not missing, f"chapters whose header states no run time: {missing}"
+    f = tmp_path / "x.ipynb"
+    for line, secs in (("about 5 minutes to read; it runs in seconds at any size.", 30),
+                       ("about 20 minutes to read; a minute or two at `ci` size, hours at `laptop`.", 120),
+                       ("about 10 minutes to read, 10 more for exercise 1; under a minute at `ci` size; a few minutes at `laptop`.", 60)):
+        f.write_text(json.dumps({"cells": [{"cell_type": "markdown", "source": [f"**How long:** {line}\n"]}]}))
+        assert book.stated_seconds(f) == secs, line

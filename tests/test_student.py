@@ -55,3 +55,20 @@ def test_the_student_command_writes_the_chapters_with_exercises(tmp_path, capsys
     assert written == sorted(p.name for p in NBS_DIR.glob("*.ipynb") if any(is_solution(c) for c in json.loads(p.read_text())["cells"]))
     assert {"00_proposition.ipynb", "02_train.ipynb", "05_toy.ipynb", "22_scr.ipynb"} <= set(written)
     assert "wrote" in capsys.readouterr().out
+
+
+def test_the_librarys_own_function_is_not_an_answer():
+    """`ensemble_dictionary = concat_dictionary` used to pass Exercise 0.1: the implementation sits above the exercise
+    in the chapter (its export cell) and in the library. Both are refused: the library's function, and the copy a
+    chapter compiles from the same source (a student notebook runs the export cells too)."""
+    import inspect
+    import saens.proposition as P
+    from saens.checks import check_concat_dictionary
+    with pytest.raises(CheckFailed, match="this is saens's own `saens.proposition.concat_dictionary`"):
+        check_concat_dictionary(P.concat_dictionary)
+    ns = dict(vars(P))
+    exec(compile(inspect.getsource(P.concat_dictionary), "<chapter 0, export cell>", "exec"), ns)
+    assert ns["concat_dictionary"] is not P.concat_dictionary
+    with pytest.raises(CheckFailed, match="saens's own"):
+        check_concat_dictionary(ns["concat_dictionary"])
+    check_concat_dictionary(lambda W, b, w: P.concat_dictionary(W, b, w))    # an answer that calls it is still an answer

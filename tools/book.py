@@ -109,6 +109,22 @@ def save_executed(nb, fn: Path, out: Path):
     tmp.replace(out / fn.name)
 
 
+# What a chapter's "**How long:**" line promises at `ci` size, as a limit in seconds: the first phrase after "to read".
+# `test --timing` fails a chapter that takes more than twice its promise, so that the times a reader is told stay true.
+STATED = (("well under a minute", 45), ("under a minute", 60), ("in seconds", 30), ("seconds to run", 30),
+          ("about a minute", 90), ("a minute or two", 120), ("a minute at", 90), ("a couple of minutes", 180),
+          ("a few minutes", 300), ("several minutes", 600), ("minutes at", 300))
+
+
+def stated_seconds(fn: Path) -> float | None:
+    "The run time a chapter states for `ci` size (`STATED`), or None if its header states none."
+    m = re.search(r"\*\*How long:\*\*([^\n]*)", fn.read_text())
+    if not m: return None
+    run = m.group(1).replace("\\n", " ").split("to read", 1)[-1]
+    hits = [(run.find(phrase), secs) for phrase, secs in STATED if phrase in run]
+    return min(hits)[1] if hits else None
+
+
 def cmd_test(args) -> int:
     os.environ["IN_TEST"] = "1"
     cfg = config()
@@ -128,6 +144,11 @@ def cmd_test(args) -> int:
         print(f"{'ok  ' if ok else 'FAIL'} {fn.name:32s} {secs:7.1f} s", flush=True)
     if args.timing:
         for secs, name in sorted(times, reverse=True)[:10]: print(f"  {name}: {secs:.0f} s")
+        for secs, name in times:
+            limit = stated_seconds(ROOT / "nbs" / name)
+            if name != "index.ipynb" and limit is None: failed.append(f"{name} (its header states no run time)")
+            elif limit is not None and secs > 2 * limit:
+                failed.append(f"{name} (took {secs:.0f} s, more than twice the {limit:.0f} s its header promises: fix one or the other)")
     if failed:
         sys.stderr.write("\nThese chapters failed:\n\t" + "\n\t".join(failed) + "\n")
         return 1
@@ -295,6 +316,8 @@ def chromium(url: str, shot: Path) -> dict:
             return {title: document.title, n_images: imgs.length,
                     broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 80)),
                     n_math: document.querySelectorAll('.MathJax, .MathJax_CHTML, mjx-container').length,
+                    math_fonts: Array.from(new Set(Array.from(document.querySelectorAll('.MathJax span'))
+                                  .map(s => s.style.fontFamily).filter(f => f))),
                     n_links: document.links.length};""")
         drv.save_screenshot(str(shot))
         return info
@@ -310,15 +333,19 @@ def cmd_check(args) -> int:
     problems += ["broken link " + b for b in broken_links(site)]
     shots = ROOT / "_proc" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    for page, need_fig, need_math in (("index.html", False, False), (args.chapter, True, True)):
+    chapter = page_name(args.chapter if args.chapter.endswith((".html", ".ipynb")) else args.chapter + ".html")
+    if not (site / chapter).exists(): problems.append(f"--chapter {args.chapter}: the site has no page {chapter}")
+    for page, need_fig, need_math in (("index.html", False, False), (chapter, True, True)):
         if not (site / page).exists(): continue
         info = chromium((site / page).as_uri(), shots / (Path(page).stem + ".png"))
         print(f"{page}: title {info['title']!r}, {info['n_images']} images, {len(info['broken'])} broken, "
-              f"{info['n_math']} equations rendered, {info['n_links']} links")
+              f"{info['n_math']} equations rendered in {sorted(info['math_fonts']) or 'no'} fonts, {info['n_links']} links")
         if not info["title"]: problems.append(f"{page}: no title")
         if info["broken"]: problems.append(f"{page}: images that did not render: {info['broken']}")
         if need_fig and not info["n_images"]: problems.append(f"{page}: no figure")
         if need_math and not info["n_math"]: problems.append(f"{page}: no equation rendered")
+        missing_fonts = [f for f in info["math_fonts"] if "STIX" not in f]   # the site ships STIX-Web only
+        if missing_fonts: problems.append(f"{page}: math set in fonts the site does not ship (it renders wrongly): {missing_fonts}")
     if problems:
         print("\n".join(problems), file=sys.stderr); return 1
     print(f"site check passed (screenshots in {shots})")
@@ -335,7 +362,7 @@ def main(argv=None) -> int:
     s.add_argument("--no-run", action="store_true", help="fail instead of running chapters whose executed copy is stale")
     s.add_argument("--partial", action="store_true", help="build only the chapters that have a fresh executed copy (a preview)")
     c = sub.add_parser("check", help="check the built site: pages, links, and a headless-Chromium look at two pages")
-    c.add_argument("--chapter", default="00_proposition.html", help="the chapter page whose figures and math must render")
+    c.add_argument("--chapter", default="00_proposition.html", help="the chapter whose figures and math must render: 04_metrics, 04_metrics.ipynb or 04_metrics.html")
     args = p.parse_args(argv)
     return dict(test=cmd_test, site=cmd_site, check=cmd_check)[args.cmd](args)
 
