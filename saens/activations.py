@@ -28,9 +28,9 @@ from tqdm.auto import tqdm
 from .utils import atomic_write, atomic_write_json, folder_lock, read_json
 
 # %% auto #0
-__all__ = ['PILE', 'DATA_FETCH_STEP', 'CACHE_VERSION', 'REPAIR', 'CorpusNotAvailable', 'package_dir', 'news_documents',
-           'stdlib_documents', 'iter_documents', 'end_of_text', 'start_token', 'pack_contexts', 'CacheError',
-           'CacheConfig', 'verify_cache', 'cache_activations', 'CacheSplit', 'ActivationCache']
+__all__ = ['PILE', 'DATA_FETCH_STEP', 'CACHE_VERSION', 'FORWARD_TOKENS', 'REPAIR', 'CorpusNotAvailable', 'package_dir',
+           'news_documents', 'stdlib_documents', 'iter_documents', 'end_of_text', 'start_token', 'pack_contexts',
+           'CacheError', 'CacheConfig', 'verify_cache', 'cache_activations', 'CacheSplit', 'ActivationCache']
 
 # %% ../nbs/07_activations.ipynb #9b51239b
 PILE = "monology/pile-uncopyrighted"
@@ -149,6 +149,8 @@ _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torc
 class CacheError(ValueError):
     "A cache that is truncated, corrupt, or written with other settings."
 
+FORWARD_TOKENS = 16_384   # tokens per model forward: 16 contexts of 128, 2 of Gemma's 8,192 (eager attention's scores grow as contexts x ctx_len^2)
+
 REPAIR = ("Run the same cache command again (`saens cache CONFIG`, or `get_cache(exp, deep=True)`): it checks every shard "
           "and recomputes the first bad one and those after it")
 
@@ -164,7 +166,7 @@ class CacheConfig:
     dtype: str = "float16"
     seed: int = 0
     shard_tokens: int = 65_536
-    batch_contexts: int = 16
+    batch_contexts: int | None = None   # contexts per model forward (None: at most 16, and at most FORWARD_TOKENS tokens)
     keep_bos: bool = False          # keep position 0 (the `authors` recipe); by default it is dropped
     store_train: bool = True        # False: store only the held-out split (training streams it, chapter 7b)
 
@@ -172,6 +174,8 @@ class CacheConfig:
         if self.dtype not in _DTYPES: raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {self.dtype!r}")
         if self.n_train_tokens <= 0 or self.n_eval_tokens < 0: raise ValueError("need n_train_tokens > 0 and n_eval_tokens >= 0")
         if self.ctx_len < 2: raise ValueError(f"ctx_len must be at least 2, got {self.ctx_len}")
+        if self.batch_contexts is None: self.batch_contexts = max(1, min(16, FORWARD_TOKENS // self.ctx_len))
+        if self.batch_contexts < 1: raise ValueError(f"batch_contexts must be at least 1, got {self.batch_contexts}")
 
     @property
     def eval_frac(self) -> float: return self.n_eval_tokens / (self.n_train_tokens + self.n_eval_tokens)

@@ -50,11 +50,13 @@ def copy_histories(src: Path, out: Path) -> list[Path]:
 
 def run_settings(exp) -> dict:
     """What a run trained and evaluated, as plain JSON. This is the one list of what is left out: the description,
-    `d_in` (a property of the model, not a choice) and, for a cached run, the streaming buffer. `Experiment.fingerprint`
+    `d_in` (a property of the model, not a choice), for a cached run the streaming buffer, and `precision: fp32` (the
+    default, written out in the small profiles only so that they do not inherit the paper's bf16). `Experiment.fingerprint`
     hashes them with `settings_fingerprint`."""
     d = json.loads(json.dumps(asdict(exp), default=str))
     for k in ("description", "d_in") + (() if exp.stream else ("buffer_tokens",)): d.pop(k)
     if not d.get("seed_set"): d.pop("seed_set", None)   # the first seed set: as every run recorded before seed sets existed
+    if d["train"].get("precision") == "fp32": d["train"].pop("precision")   # and fp32: as every run recorded before bf16
     return d
 
 def settings_fingerprint(settings: dict) -> str:

@@ -232,7 +232,8 @@ class SAE(Described):
         z = self.pre_acts(x)
         codes, sparsity = self.train_codes(z, plain_l1)
         x_hat = self.decode(codes)
-        mse = (x_hat - x.to(x_hat.dtype)).pow(2).sum(-1).mean(-1)
+        dt = torch.promote_types(x_hat.dtype, x.dtype)   # under bf16 autocast (chapter 2) the error is still summed in fp32
+        mse = (x_hat.to(dt) - x.to(dt)).pow(2).sum(-1).mean(-1)
         aux = self.aux_loss(x, x_hat, z, dead_mask, auxk, aux_input)
         total = (mse + sparsity_scale * sparsity + aux).sum()
         return LossOutput(total, mse.detach(), sparsity.detach(), aux.detach(), codes.detach(), x_hat.detach())
@@ -444,6 +445,9 @@ class JumpReLUSAE(SAE):
     @property
     def threshold(self) -> Tensor: return self.log_threshold.exp()
     def activation(self, z): return z * (z > self._b(self.threshold))
+    def pre_acts(self, x):
+        "Pre-activations in the SAE's own dtype even under bf16 autocast: bf16 spaces numbers near 1 by $2^{-7}$, coarser than the bandwidth."
+        with torch.autocast(x.device.type, enabled=False): return super().pre_acts(x)
     fused = True   # train through chapter 37's one-pass kernel (the same values and gradients); False: the two functions above
     def train_activation(self, z): return _JumpReLU.apply(z, self._b(self.threshold), self.bandwidth)
     def sparsity_loss(self, codes, z, plain_l1=False):

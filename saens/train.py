@@ -8,8 +8,10 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -30,9 +32,24 @@ __all__ = ['PROFILES', 'RECIPES', 'RECIPE_FIELDS', 'RECIPE_DATA', 'STORAGE_FIELD
 # %% ../nbs/02_train.ipynb #2ffd71fc
 PROFILES = ("ci", "laptop", "paper")
 
+_NOTICE = []   # the Jupyter default is announced once per kernel
+
+def _in_jupyter() -> bool:
+    "Inside a Jupyter kernel (JupyterLab, the classic notebook): where a reader runs a chapter cell by cell."
+    ip = sys.modules.get("IPython")
+    return ip is not None and type(ip.get_ipython()).__name__ == "ZMQInteractiveShell"
+
 def current_profile() -> str:
-    "The size profile: `$SAENS_PROFILE`, else `ci` under `nbdev_test`, else `laptop`."
-    p = os.environ.get("SAENS_PROFILE") or ("ci" if os.environ.get("IN_TEST") else "laptop")
+    """The size profile: `$SAENS_PROFILE`; else `ci` under `nbdev_test` and in a Jupyter kernel (a reader running a chapter
+    waits minutes, not hours, and is told once how to choose another size); else `laptop` (the `saens` command, scripts)."""
+    p = os.environ.get("SAENS_PROFILE")
+    if not p:
+        p = "ci" if os.environ.get("IN_TEST") or _in_jupyter() else "laptop"
+        if p == "ci" and not os.environ.get("IN_TEST") and not _NOTICE:
+            _NOTICE.append(True)
+            print("saens: SAENS_PROFILE is not set, so this notebook runs at `ci` size (minutes on 2 CPU cores); recorded "
+                  "`laptop` runs are shown from results/. For another size start JupyterLab with SAENS_PROFILE=laptop "
+                  "(or paper), or set os.environ['SAENS_PROFILE'] before the first cell that uses saens.", file=sys.stderr)
     if p not in PROFILES: raise ValueError(f"SAENS_PROFILE={p!r}; choose one of {PROFILES}")
     return p
 
@@ -68,6 +85,7 @@ class TrainConfig:
     auxk: str | None = None            # TopK family: the "saens" or the "authors" AuxK loss (chapter 1)
     data_seed: str | None = None       # "config": data order from `seed`; "model": from each SAE's (member's) own seed
     seed: int = 0                      # data order when data_seed == "config"
+    precision: str = "fp32"            # "bf16": the forward pass under bfloat16 autocast (weights, Adam, JumpReLU pre-activations stay fp32)
     device: str | None = None          # torch device to train on (None: where the SAE is)
     checkpoint_dir: str | None = None  # where to write checkpoint.pt (None: no checkpoints)
     checkpoint_every: int = 0          # steps between checkpoints (0: only at the end)
@@ -116,7 +134,8 @@ RECIPE_FIELDS = tuple(RECIPES["saens"])
 # what a recipe says about the data rather than the optimisation: applied by the activation cache (chapters 7, 8)
 RECIPE_DATA = {"saens": dict(keep_bos=False), "authors": dict(keep_bos=True)}
 _CHOICES = dict(b_dec_init=("geometric_median", "mean", "zeros"), decoder_norm=("auto", "renormalise"),
-                init=("tied", "kaiming"), b_dec_data=("input", "raw"), auxk=("saens", "authors"), data_seed=("config", "model"))
+                init=("tied", "kaiming"), b_dec_data=("input", "raw"), auxk=("saens", "authors"), data_seed=("config", "model"),
+                precision=("fp32", "bf16"))
 # the type and range of every number (`utils.number`): a string that spells a number is read as one (YAML reads 3e-4 as a string)
 _NUMBERS = dict(n_tokens=dict(integer=True, lo=1), batch_size=dict(integer=True, lo=1), lr=dict(lo=0),
                 lr_warmup_steps=dict(integer=True, lo=0), lr_decay_frac=dict(lo=0, hi=1), sparsity_warmup_steps=dict(integer=True, lo=0),
@@ -129,6 +148,7 @@ HYPERPARAMETERS = tuple(f.name for f in fields(TrainConfig) if f.name not in STO
 "Everything that decides the trained weights (`recipe` through the fields it fills in)."
 # these decide the trajectory: a checkpoint can only be resumed under the same values
 _TRAJECTORY_FIELDS = tuple(f for f in HYPERPARAMETERS if f != "recipe")
+_BEFORE = dict(precision="fp32")   # what a field meant in checkpoints written before it existed
 
 def config_help() -> str:
     "Every `TrainConfig` field with its one-line description, hyperparameters first, then storage (for `--help`)."
@@ -337,12 +357,13 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
     start, history = 0, []
     mode = sae.decoder_norm if cfg.decoder_norm == "auto" else "renormalise"   # "penalise", "constrain" or "renormalise"
     aux_raw = cfg.auxk == "authors" and (raw_src is not None or transform is not None)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
 
     st = comm.main_only(lambda: load_checkpoint(ckpt) if ckpt is not None and cfg.resume and ckpt.exists() else None)
     if st is not None:
         if st["sae_config"] != sae.config:
             raise ValueError(f"checkpoint {ckpt} is for an SAE {st['sae_config']}, not {sae.config}")
-        saved = lambda k: st["train_config"].get(k, RECIPES["saens"].get(k))   # checkpoints older than the recipes
+        saved = lambda k: st["train_config"].get(k, RECIPES["saens"].get(k, _BEFORE.get(k)))   # checkpoints older than a field
         diff = {k: (saved(k), getattr(cfg, k)) for k in _TRAJECTORY_FIELDS
                 if (tuple(saved(k)) if k == "betas" else saved(k)) != getattr(cfg, k)}
         if diff: raise ValueError(f"checkpoint {ckpt} was written with different settings (saved, now): {diff}")
@@ -381,8 +402,8 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
         x = x * scale
         for g in opt.param_groups: g["lr"] = lr_at(cfg, step)
         dead = since_fired >= cfg.dead_window
-        out = comm.loss(sae, x, sparsity_scale=sparsity_scale_at(cfg, step), dead_mask=dead,
-                        plain_l1=mode == "renormalise", auxk=cfg.auxk, aux_input=x_raw)
+        with amp: out = comm.loss(sae, x, sparsity_scale=sparsity_scale_at(cfg, step), dead_mask=dead,
+                                  plain_l1=mode == "renormalise", auxk=cfg.auxk, aux_input=x_raw)
         _finite_or_raise(out.loss.detach(), step, "the loss")
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
