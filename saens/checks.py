@@ -19,7 +19,8 @@ from .proposition import concat_dictionary
 __all__ = ['SOLUTION', 'NBS_DIR', 'CheckFailed', 'check_concat_dictionary', 'check_topk', 'check_jumprelu_theta_grad',
            'check_boosting_residual', 'check_explained_variance', 'check_mse', 'check_connectivity', 'check_stability',
            'check_diversity', 'check_geometric_median', 'check_lr_schedule', 'check_coverage', 'check_top_features',
-           'check_scr_scores', 'stub', 'is_solution', 'student_notebook', 'write_student_notebooks']
+           'check_scr_scores', 'solution_names', 'stub', 'is_solution', 'hide_definitions', 'student_notebook',
+           'write_student_notebooks']
 
 # %% ../nbs/34_checks.ipynb #9bdd49fa
 class CheckFailed(AssertionError):
@@ -165,7 +166,8 @@ def check_jumprelu_theta_grad(fn: Callable) -> None:
                 _jumprelu_theta_grad_ref(z, theta, eps, g, scale=torch.ones_like(theta)),
             "the 1/eps: the kernel K((z - theta)/eps) / eps integrates to 1": want * eps,
             "the kernel's width: K(u) = 1[|u| < 1/2], so |z - theta| < eps/2, not < eps":
-                _jumprelu_theta_grad_ref(z, theta, eps, g, width=1.0)})
+                _jumprelu_theta_grad_ref(z, theta, eps, g, width=1.0),
+            "the loss sums over tokens, so its gradient does too: sum over the n tokens, not their mean": want / z.shape[0]})
     return _passed(name, 1)
 
 # %% ../nbs/34_checks.ipynb #9c5b6763
@@ -203,7 +205,10 @@ def check_explained_variance(fn: Callable) -> None:
         _diagnose(name, "4 dimensions of very different variance", got, want, {
             "pooled over dimensions: compute 1 - residual/variance for each dimension, then average":
                 float(1 - res.sum() / (x - x.mean(0)).pow(2).sum()),
-            "the variance must be centred: sum_n (x_ni - mean_i)^2, not sum_n x_ni^2": float((1 - res / x.pow(2).sum(0)).mean())})
+            "the variance must be centred: sum_n (x_ni - mean_i)^2, not sum_n x_ni^2": float((1 - res / x.pow(2).sum(0)).mean()),
+            "explained variance is 1 minus the unexplained fraction: 1 - residual/variance, not residual/variance": 1 - want,
+            "torch.var divides by N - 1 while the mean residual divides by N: use x.var(0, unbiased=False), or sums for both":
+                float((1 - (res / len(x)) / x.var(0)).mean())})
     return _passed(name, 1)
 
 def check_mse(fn: Callable) -> None:
@@ -213,7 +218,9 @@ def check_mse(fn: Callable) -> None:
     if abs(got - want) > 1e-4 * max(1.0, abs(want)):
         _diagnose(name, "200 tokens of 4 dimensions", got, want, {
             "averaged over dimensions too: sum over the d dimensions, then average over tokens": want / x.shape[1],
-            "summed over tokens too: average over tokens": want * x.shape[0]})
+            "summed over tokens too: average over tokens": want * x.shape[0],
+            "the squared error, not its square root: sum_i (x_i - x_hat_i)^2, not the L2 norm ||x - x_hat||":
+                float((x - xh).norm(dim=-1).mean())})
     return _passed(name, 1)
 
 # %% ../nbs/34_checks.ipynb #4b60c0fc
@@ -297,7 +304,9 @@ def check_geometric_median(fn: Callable) -> None:
         _diagnose(name, "40 points near the origin and 4 outliers at (50, 50, 50)", got, want, {
             "this is the mean, which the outliers pull away; the geometric median minimises the sum of distances": x.mean(0),
             "the coordinate-wise median is not the geometric median (it is not even rotation-invariant)": x.median(0).values,
-            "Weiszfeld's update is a weighted mean: divide by the sum of the weights 1/||x_n - m||": (w[:, None] * x).sum(0)})
+            "Weiszfeld's update is a weighted mean: divide by the sum of the weights 1/||x_n - m||": (w[:, None] * x).sum(0),
+            "one Weiszfeld step from the mean is not the median: repeat the update until the point stops moving":
+                (w[:, None] * x).sum(0) / w.sum()})
     return _passed(name, 1)
 
 def check_lr_schedule(fn: Callable) -> None:
@@ -309,7 +318,9 @@ def check_lr_schedule(fn: Callable) -> None:
         _diagnose(name, f"{T} steps, warm-up {w}, decay over the last {f:.0%}", got, want, {
             "the warm-up reaches lr at step warmup - 1 ((step + 1) / warmup): at step 0 the rate is lr / warmup, not 0":
                 [lr * min(1, s / w) * min(1, (T - s) / (f * T)) for s in range(T)],
-            "the last decay_frac of the steps decay linearly to 0": [lr * min(1, (s + 1) / w) for s in range(T)]})
+            "the last decay_frac of the steps decay linearly to 0": [lr * min(1, (s + 1) / w) for s in range(T)],
+            "the decay reaches 0 at step total, one past the last: the last step (total - 1) still has lr / (decay_frac total)":
+                [lr * min(1, (s + 1) / w) * min(1, (T - 1 - s) / (f * T)) for s in range(T)]})
     return _passed(name, T)
 
 def check_coverage(fn: Callable) -> None:
@@ -377,9 +388,16 @@ from pathlib import Path
 
 SOLUTION = "#| solution"
 
+def _is_directive(line: str) -> bool: return line.strip().split()[:2] == ["#|", "solution"]
+
+def solution_names(cell: dict) -> list[str]:
+    "The library definitions a solution cell re-implements: the names after `#| solution` (`#| solution lr_at`)."
+    src = "".join(cell.get("source", []))
+    return next((l.split()[2:] for l in src.splitlines()[:3] if _is_directive(l)), [])
+
 def stub(src: str) -> str:
     "The student version of a solution cell: each function's body replaced by `raise NotImplementedError`, the rest kept."
-    tree = ast.parse("\n".join(l for l in src.splitlines() if l.strip() != SOLUTION))
+    tree = ast.parse("\n".join(l for l in src.splitlines() if not _is_directive(l)))
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node in tree.body:
             doc = node.body[:1] if node.body and isinstance(node.body[0], ast.Expr) and isinstance(getattr(node.body[0], "value", None), ast.Constant) else []
@@ -388,16 +406,40 @@ def stub(src: str) -> str:
 
 def is_solution(cell: dict) -> bool:
     src = "".join(cell.get("source", []))
-    return cell.get("cell_type") == "code" and any(l.strip() == SOLUTION for l in src.splitlines()[:3])
+    return cell.get("cell_type") == "code" and any(_is_directive(l) for l in src.splitlines()[:3])
+
+def hide_definitions(src: str, names, module: str) -> str:
+    """An export cell with the top-level definitions of `names` replaced by imports from `saens.<module>`: the chapter
+    still runs, and the answer to an exercise is no longer printed above it (the check refuses the import as an answer)."""
+    try: tree = ast.parse(src)
+    except SyntaxError: return src                      # a cell with IPython syntax defines nothing we hide
+    lines, cut = src.split("\n"), []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in names:
+            cut.append((min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1, node.end_lineno, node.name))
+    for start, end, name in reversed(cut):
+        lines[start:end] = [f"from saens.{module} import {name}   # how it is computed is an exercise below: write it there"]
+    return "\n".join(lines)
+
+def _set_source(cell: dict, text: str):
+    lines = text.split("\n")
+    cell["source"] = [l + "\n" for l in lines[:-1]] + [lines[-1]]
 
 def student_notebook(nb: dict) -> dict:
-    "A copy of notebook JSON `nb` with every solution cell replaced by its stub and its outputs cleared."
+    """A copy of notebook JSON `nb` with every solution cell replaced by its stub and its outputs cleared, and the library
+    definitions the exercises re-implement (`solution_names`) taken out of the chapter's export cells."""
     nb = json.loads(json.dumps(nb))
+    src = lambda c: "".join(c.get("source", []))
+    hidden = {n for c in nb["cells"] if is_solution(c) for n in solution_names(c)}
+    module = next((l.split()[2] for c in nb["cells"] if c["cell_type"] == "code" for l in src(c).splitlines()
+                   if l.strip().split()[:2] == ["#|", "default_exp"]), None)
     for c in nb["cells"]:
         if is_solution(c):
-            lines = stub("".join(c["source"])).split("\n")
-            c["source"] = [l + "\n" for l in lines[:-1]] + [lines[-1]]
+            _set_source(c, stub(src(c)))
             c["outputs"], c["execution_count"] = [], None
+        elif hidden and module and c["cell_type"] == "code" and src(c).lstrip().startswith(("#| export", "#|export")):
+            new = hide_definitions(src(c), hidden, module)
+            if new != src(c): _set_source(c, new); c["outputs"], c["execution_count"] = [], None
     return nb
 
 import saens

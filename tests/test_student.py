@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from saens.checks import NBS_DIR, SOLUTION, CheckFailed, is_solution, write_student_notebooks
+from saens.checks import NBS_DIR, SOLUTION, CheckFailed, is_solution, solution_names, write_student_notebooks
 
 
 def _first_exercise(nb: dict) -> str:
@@ -29,7 +29,36 @@ def test_every_chapter_with_an_exercise_has_a_student_version_without_solutions(
             if is_solution(a):
                 text = "".join(b["source"])
                 assert SOLUTION not in text and "raise NotImplementedError" in text
-            else: assert a["source"] == b["source"]        # everything else is kept
+            elif a["source"] != b["source"]:              # only export cells change: an answer's definition becomes an import
+                assert "".join(a["source"]).lstrip().startswith("#| export") and "from saens." in "".join(b["source"]), p.name
+            else: assert a["source"] == b["source"]
+
+
+def test_no_student_chapter_shows_the_answer_to_its_own_exercises(student):
+    """The library definitions an exercise re-implements are not printed above it: the student chapter imports them
+    instead (Exercise 0.1 used to sit below `concat_dictionary`'s own export cell, which answered it)."""
+    import ast
+    hidden_somewhere = 0
+    for p in student:
+        full = json.loads((NBS_DIR / p.name).read_text())
+        names = {n for c in full["cells"] if is_solution(c) for n in solution_names(c)}
+        defined = set()
+        for c in json.loads(p.read_text())["cells"]:
+            if c["cell_type"] != "code" or is_solution(c) or "raise NotImplementedError" in "".join(c["source"]): continue
+            try: tree = ast.parse("".join(c["source"]))
+            except SyntaxError: continue
+            defined |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        assert not names & defined, (p.name, names & defined)
+        full_defs = {n.name for c in full["cells"] if c["cell_type"] == "code" and not is_solution(c) and _parses(c)
+                     for n in ast.parse("".join(c["source"])).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        hidden_somewhere += len(names & full_defs)
+    assert hidden_somewhere >= 10      # the annotations name real definitions (concat_dictionary, lr_at, mse, ...)
+
+
+def _parses(c) -> bool:
+    import ast
+    try: ast.parse("".join(c["source"])); return True
+    except SyntaxError: return False
 
 
 def test_student_chapters_fail_at_their_first_check_with_its_message(student, monkeypatch):
