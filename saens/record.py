@@ -143,17 +143,19 @@ def compare_with_recorded(name: str, records: list[dict], J: int, laptop: dict, 
         display(Markdown(f"**This recorded run was made with another `laptop` profile than the current one** "
                          f"(`saens eval {name} --profile laptop --record results` re-records it). What changed since:\n\n"
                          + "\n".join(f"- `{c}`" for c in changes)))
-    show_recorded(rec["folder"], extra_markdown=member_stability_table(rec["records"], J))
-    display(Markdown(claims_markdown({here: claim_margins(records, J), "laptop, recorded": claim_margins(rec["records"], J)})))
+    Jr = rec["meta"]["config"]["J"]          # the recorded run's own ensemble size, which need not be this profile's
+    show_recorded(rec["folder"], extra_markdown=member_stability_table(rec["records"], Jr))
+    display(Markdown(claims_markdown({here: claim_margins(records, J), "laptop, recorded": claim_margins(rec["records"], Jr)})))
     sets = [rec["records"]]
     while (more := recorded(name, "laptop", seed_set=len(sets))) is not None: sets.append(more["records"])
     display(Markdown(f"The claims decided by intervals over the {len(sets)} recorded seed set(s) of the `laptop` run:\n\n"
-                     + verdicts_markdown(claim_verdicts(sets, J))))
+                     + verdicts_markdown(claim_verdicts(sets, Jr))))
 
 # %% ../nbs/32_record.ipynb #e3e13064
 def recorded_summary(names, profile: str = "laptop", root=None) -> str:
-    """One Markdown row per recorded run `<name>-<profile>` of `names`: its SAE, tokens per SAE, wall time, and each method's
-    EV and stability (with the floor of random directions, `stability_random`) at the run's J, read from its files."""
+    """One Markdown row per recorded run `<name>-<profile>` of `names`: its SAE, tokens per SAE, training time (every model's
+    own, summed: a run resumed or trained by another command still shows what its models cost), and each method's EV and
+    stability (with the floor of random directions, `stability_random`) at the run's J, read from its files."""
     from saens.report import summarize
     rows = []
     for name in names:
@@ -162,8 +164,8 @@ def recorded_summary(names, profile: str = "laptop", root=None) -> str:
         cfg = rec["meta"]["config"]
         J, run = cfg["J"], rec["run"]
         at = lambda metric, method, j=J: summarize(rec["records"], metric)[method, j][0]
-        rows.append([f"`{name}` ({cfg['arch']})", f"{cfg['train']['n_tokens']:,}", f"{run.get('seconds', float('nan')) / 3600:.1f} h",
+        rows.append([f"`{name}` ({cfg['arch']})", f"{cfg['train']['n_tokens']:,}", f"{(run.get('training_seconds') or run.get('seconds', float('nan'))) / 3600:.1f} h",
                      " / ".join(f"{at('ev', m, j):.3f}" for m, j in (("bagging", 1), ("expanded", J), ("bagging", J), ("boosting", J))),
                      " / ".join(f"{at('stability', m):.3f}" for m in ("expanded", "bagging", "boosting")) + f" ({at('stability_random', 'bagging'):.3f})"])
-    return markdown_table(["setting (SAE)", "tokens per SAE", "wall time, 2 cores", "EV: single / expanded / bagging / boosting",
+    return markdown_table(["setting (SAE)", "tokens per SAE", "training time, 2 cores", "EV: single / expanded / bagging / boosting",
                            "stability: expanded / bagging / boosting (floor)"], rows)
