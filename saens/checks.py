@@ -428,16 +428,18 @@ def _set_source(cell: dict, text: str):
 def student_notebook(nb: dict) -> dict:
     """A copy of notebook JSON `nb` with every solution cell replaced by its stub and its outputs cleared, and the library
     definitions the exercises re-implement (`solution_names`) taken out of the chapter's export cells."""
+    from execnb.nbio import dict2nb             # nbdev reads directives the way nbdev_export does (`#|export`, `#| export`, ...)
+    from nbdev.process import extract_directives
     nb = json.loads(json.dumps(nb))
     src = lambda c: "".join(c.get("source", []))
+    dirs = [extract_directives(c, remove=False) if c.cell_type == "code" else {} for c in dict2nb(nb).cells]
     hidden = {n for c in nb["cells"] if is_solution(c) for n in solution_names(c)}
-    module = next((l.split()[2] for c in nb["cells"] if c["cell_type"] == "code" for l in src(c).splitlines()
-                   if l.strip().split()[:2] == ["#|", "default_exp"]), None)
-    for c in nb["cells"]:
+    module = next((d["default_exp"][0] for d in dirs if d.get("default_exp")), None)
+    for c, d in zip(nb["cells"], dirs):
         if is_solution(c):
             _set_source(c, stub(src(c)))
             c["outputs"], c["execution_count"] = [], None
-        elif hidden and module and c["cell_type"] == "code" and src(c).lstrip().startswith(("#| export", "#|export")):
+        elif hidden and module and ("export" in d or "exports" in d):
             new = hide_definitions(src(c), hidden, module)
             if new != src(c): _set_source(c, new); c["outputs"], c["execution_count"] = [], None
     return nb

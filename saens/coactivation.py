@@ -5,7 +5,14 @@
 # %% ../nbs/36_fast_connectivity.ipynb #31c99c83
 from __future__ import annotations
 import torch
-from .metrics import Array, _active, _tensor
+from .utils import Array, checked_tensor
+
+def _active(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "Row and column indices of the nonzero entries of a dense or sparse [N, m] `h`, in row-major order."
+    if h.is_sparse:
+        h = h.coalesce(); keep = h.values() != 0
+        return h.indices()[0][keep], h.indices()[1][keep]
+    return (h != 0).nonzero(as_tuple=True)
 
 # %% auto #0
 __all__ = ['CoactivationCounter']
@@ -52,7 +59,7 @@ class CoactivationCounter:
 
     def update(self, codes: Array) -> CoactivationCounter:
         "Add the co-active pairs of one batch of codes (dense or torch-sparse); returns `self`."
-        h = _tensor(codes, "codes")
+        h = checked_tensor(codes, "codes")
         if self.m is None: self.m = h.shape[1]
         if h.shape[1] != self.m: raise ValueError(f"codes: expected m={self.m} columns (features), got {h.shape[1]}")
         if self.device is None: self.device = h.device

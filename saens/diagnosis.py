@@ -104,7 +104,7 @@ def plot_lengths(summary: dict, title: str = ""):
 
 def record_lengths(exp: Experiment, records: list[dict], dest, command: str, seconds: float) -> Path:
     "Write a length sweep into `dest/lengths-<name>-<profile>/`: records.json, lengths.md (table and gate), lengths.png, run.json."
-    from saens.record import write_run_json
+    from saens.record import training_seconds, write_run_json
     import matplotlib.pyplot as plt
     out = Path(dest) / f"lengths-{exp.name}-{exp.profile}"; out.mkdir(parents=True, exist_ok=True)
     summary = length_summary(records, exp.J)
@@ -112,7 +112,13 @@ def record_lengths(exp: Experiment, records: list[dict], dest, command: str, sec
     atomic_write_text(out / "lengths.md", lengths_table(summary) + "\n\n" + gate_markdown(convergence_gate(summary)) + "\n")
     plot_lengths(summary, f"{exp.name} ({exp.profile}): every measure against training length").savefig(out / "lengths.png", dpi=120)
     plt.close("all")
-    write_run_json(out, exp, command, seconds, lengths=sorted({r["n_tokens"] for r in records}))
+    lengths = sorted({r["n_tokens"] for r in records})
+    per_length = {}                      # each length's models' own training time, whichever command trained them
+    for n in lengths:
+        e = copy.deepcopy(exp); e.train["n_tokens"] = int(n)
+        per_length[str(n)] = training_seconds(run_dir(e))[0]
+    write_run_json(out, exp, command, seconds, lengths=lengths, training_seconds=sum(per_length.values()),
+                   training_seconds_per_length=per_length)
     return out
 
 # %% ../nbs/15b_diagnosis.ipynb #088c18dc

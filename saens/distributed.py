@@ -23,14 +23,13 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .ensemble import Ensemble, member_checkpoints, data_width, train_bagging, train_boosting, train_expanded
-from .sae import BatchTopKSAE, make_sae
+from .sae import batch_shards, make_sae
 from .train import SingleProcess, TrainConfig, train_sae
 
 # %% auto #0
 __all__ = ['CHECK_SAES', 'CHECK_CFG', 'CHECK_D_SAE', 'init_distributed', 'local_device', 'is_main', 'barrier', 'cleanup',
-           'global_batchtopk', 'DataParallel', 'member_block', 'train_bagging_distributed', 'CacheRows',
-           'distributed_trainers', 'launched_comm', 'check_rows', 'check_runs', 'max_differences', 'build_parser',
-           'main']
+           'DataParallel', 'member_block', 'train_bagging_distributed', 'CacheRows', 'distributed_trainers',
+           'launched_comm', 'check_rows', 'check_runs', 'max_differences', 'build_parser', 'main']
 
 # %% ../nbs/14_distributed.ipynb #0f65dfbf
 def init_distributed(device: str | None = None) -> tuple[int, int]:
@@ -62,25 +61,6 @@ def cleanup():
 # %% ../nbs/14_distributed.ipynb #e03fbe81
 _MIN, _MAX = dist.ReduceOp.MIN, dist.ReduceOp.MAX
 
-def global_batchtopk(sae: BatchTopKSAE, z: Tensor, comm: "DataParallel") -> Tensor:
-    "BatchTopK codes of this shard as if selected over the whole batch of `world_size` shards (exact, up to ties)."
-    W, flat = comm.world_size, z.reshape(*z.shape[:-2], -1)
-    kk = min(sae.k * z.shape[-2] * W, flat.shape[-1] * W)          # k n entries of the whole batch
-    with torch.no_grad():
-        mine = flat.topk(min(kk, flat.shape[-1]), dim=-1).values.contiguous()
-        every = [torch.empty_like(mine) for _ in range(W)]
-        dist.all_gather(every, mine)
-        t = torch.cat(every, -1).topk(kk, dim=-1).values[..., -1]  # kk-th largest of the whole batch, per member
-    codes = torch.where(z >= t[..., None, None], torch.relu(z), torch.zeros_like(z))
-    if sae.training:
-        with torch.no_grad():   # BatchTopKSAE's running threshold, with the batch minimum taken over shards
-            pos = torch.where(codes > 0, codes, torch.full_like(codes, float("inf"))).flatten(-2).amin(-1)
-            dist.all_reduce(pos, op=_MIN)
-            pos = torch.where(torch.isfinite(pos), pos, sae.threshold.clamp_min(0))
-            m = sae.threshold_momentum
-            sae.threshold.copy_(torch.where(sae.threshold < 0, pos, m * sae.threshold + (1 - m) * pos))
-    return codes
-
 class DataParallel(SingleProcess):
     "`train_sae`'s cross-process operations as collectives: each process holds 1/W of every batch, all take the full-batch step."
     def __init__(self):
@@ -111,12 +91,20 @@ class DataParallel(SingleProcess):
     def mean(self, t): return self.sum(t) / self.world_size
     def any(self, t):
         u = t.to(torch.uint8); dist.all_reduce(u, op=_MAX); return u.bool()
+    def minimum(self, t):
+        t = t.clone(); dist.all_reduce(t, op=_MIN); return t
+
+    @torch.no_grad()
+    def kth_largest(self, flat: Tensor, kk: int) -> Tensor:
+        "Per member, the `kk`-th largest entry of every process's `flat [*members, n]` together: each shard's `kk` largest, gathered."
+        kk = min(kk, flat.shape[-1] * self.world_size)
+        mine = flat.topk(min(kk, flat.shape[-1]), dim=-1).values.contiguous()
+        every = [torch.empty_like(mine) for _ in range(self.world_size)]
+        dist.all_gather(every, mine)
+        return torch.cat(every, -1).topk(kk, dim=-1).values[..., -1]
 
     def loss(self, sae, x, **kw):
-        if not isinstance(sae, BatchTopKSAE): return sae.loss(x, **kw)
-        sae.__dict__["train_activation"] = lambda z: global_batchtopk(sae, z, self)
-        try: return sae.loss(x, **kw)
-        finally: del sae.__dict__["train_activation"]
+        with batch_shards(self): return sae.loss(x, **kw)     # BatchTopK selects over the whole batch (chapter 1)
 
 # %% ../nbs/14_distributed.ipynb #92ad9fd7
 def member_block(J: int, world_size: int, rank: int) -> range:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .sae import SAE, LossOutput, _affine
+from .utils import affine   # and nothing from saens.sae, which imports this module: a kernel, no import loop
 
 # %% auto #0
 __all__ = ['sparse_forward', 'sparse_loss']
@@ -65,7 +65,7 @@ class _TopKEncode(torch.autograd.Function):
     among dead features (AuxK). Returns `vals, idx, aux_vals, aux_idx` (`[*members, n, k]`; the aux pair is empty without a mask)."""
     @staticmethod
     def forward(ctx, x, W, b, k, dead, k_aux):
-        z = _affine(x, W, b)
+        z = affine(x, W, b)
         vals, idx = z.topk(k, dim=-1, sorted=False)
         if dead is not None:
             z.masked_fill_(~(dead if W.ndim == 2 else dead.unsqueeze(-2)), float("-inf"))
@@ -106,22 +106,26 @@ def sparse_forward(sae, x: Tensor) -> Tensor:
     "`decode(encode(x))` of TopK SAE `sae` without the dense codes: each token's K winners are gathered from the dictionary."
     sae.check_input(x)
     vals, idx, _, _ = _TopKEncode.apply(x.to(sae.W_enc.dtype), sae.W_enc, sae.enc_bias(), sae.k, None, 0)
-    return _SparseDecode.apply(vals, idx, sae.W_dec) + sae._b(sae.b_dec)
+    return _SparseDecode.apply(vals, idx, sae.W_dec) + _per_token(sae.b_dec, sae.n_members)
+
+def _per_token(b: Tensor, n_members) -> Tensor:
+    "A bias `[*members, d]` with a token axis, so that it broadcasts against `[*members, n, d]`."
+    return b if n_members is None else b.unsqueeze(-2)
 
 def sparse_loss(sae, x: Tensor, *, sparsity_scale: float = 1.0, dead_mask: Tensor | None = None, plain_l1: bool = False,
-                auxk: str = "saens", aux_input: Tensor | None = None) -> LossOutput:
-    "`SAE.loss` of TopK SAE `sae` (reconstruction + AuxK), computed on the sparse path: only the winners are decoded."
+                auxk: str = "saens", aux_input: Tensor | None = None) -> dict:
+    """`SAE.loss` of TopK SAE `sae` (reconstruction + AuxK), computed on the sparse path: only the winners are decoded.
+    Returns the fields of chapter 1's `LossOutput`, which `TopKSAE.loss` wraps (for a batch `[n, d_in]`, or
+    `[J, n, d_in]` for stacked members; `TopKSAE.loss` sends any other shape down the dense path)."""
     sae.check_input(x)
     x = x.to(sae.W_enc.dtype)
-    if x.ndim != 2 and not (sae.n_members and x.ndim == 3):
-        return SAE.loss(sae, x, sparsity_scale=sparsity_scale, dead_mask=dead_mask, auxk=auxk, aux_input=aux_input)
-    plan = sae._aux_plan(dead_mask, auxk)
+    plan = sae.aux_plan(dead_mask, auxk)
     vals, idx, aux_vals, aux_idx = _TopKEncode.apply(x, sae.W_enc, sae.enc_bias(), min(sae.k, sae.d_sae),
                                                      dead_mask if plan else None, plan[0] if plan else 0)
-    x_hat = _SparseDecode.apply(vals, idx, sae.W_dec) + sae._b(sae.b_dec)
+    x_hat = _SparseDecode.apply(vals, idx, sae.W_dec) + _per_token(sae.b_dec, sae.n_members)
     mse = (x_hat - x).pow(2).sum(-1).mean(-1)
     if plan:   # the top dead features reconstruct the residual, as in `aux_loss`
-        aux = sae._aux_value(_SparseDecode.apply(aux_vals, aux_idx, sae.W_dec), x, x_hat, plan[1], auxk, aux_input)
+        aux = sae.aux_value(_SparseDecode.apply(aux_vals, aux_idx, sae.W_dec), x, x_hat, plan[1], auxk, aux_input)
     else: aux = x_hat.new_zeros(x_hat.shape[:-2])
     sparsity = x_hat.new_zeros(x_hat.shape[:-2])
     vals, idx = vals.detach(), idx
@@ -129,6 +133,6 @@ def sparse_loss(sae, x: Tensor, *, sparsity_scale: float = 1.0, dead_mask: Tenso
     active = vals > 0
     fired = torch.zeros(*vals.shape[:-2], sae.d_sae, dtype=torch.bool, device=vals.device)
     fired.view(-1)[_flat_features(idx, sae.d_sae, sae.n_members is not None)[active.reshape(-1)]] = True
-    return LossOutput((mse + aux).sum(), mse.detach(), sparsity, aux.detach(), codes, x_hat.detach(),
-                      l0=active.sum(-1, dtype=torch.float32).mean(-1), fired=fired)
+    return dict(loss=(mse + aux).sum(), mse=mse.detach(), sparsity=sparsity, aux=aux.detach(), codes=codes, x_hat=x_hat.detach(),
+                l0=active.sum(-1, dtype=torch.float32).mean(-1), fired=fired)
 

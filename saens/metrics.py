@@ -6,32 +6,23 @@
 from __future__ import annotations
 import math
 from functools import reduce
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Sequence
 import numpy as np, torch
 from scipy.integrate import simpson
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import beta as beta_dist
 
-Array = Union[torch.Tensor, np.ndarray]
+from .coactivation import CoactivationCounter
+from .utils import Array, checked_tensor
 
 # %% auto #0
-__all__ = ['Array', 'HIST_BINS', 'STABILITY_FIELDS', 'ReconstructionStats', 'mse', 'explained_variance', 'l0',
-           'connectivity_dense', 'connectivity', 'best_cosines', 'stability_scores', 'stability',
-           'stability_random_expected', 'stability_random', 'stability_by_member', 'one_to_one', 'shared_fraction',
-           'activation_moments', 'participation_ratio', 'gaussian_directions', 'stability_null', 'diversity',
-           'coverage', 'evaluate', 'evaluate_models']
+__all__ = ['HIST_BINS', 'STABILITY_FIELDS', 'ReconstructionStats', 'mse', 'explained_variance', 'l0', 'connectivity_dense',
+           'connectivity', 'best_cosines', 'stability_scores', 'stability', 'stability_random_expected',
+           'stability_random', 'stability_by_member', 'one_to_one', 'shared_fraction', 'activation_moments',
+           'participation_ratio', 'gaussian_directions', 'stability_null', 'diversity', 'coverage', 'evaluate',
+           'evaluate_models']
 
 # %% ../nbs/04_metrics.ipynb #1f67c07c
-def _tensor(a: Array, name: str, ndim: int = 2) -> torch.Tensor:
-    "`a` as a detached tensor with `ndim` dimensions and finite values; errors name the argument `name`."
-    t = torch.as_tensor(a).detach()
-    if t.layout != torch.strided: t = t.to_sparse_coo().coalesce()
-    if t.ndim != ndim: raise ValueError(f"{name}: expected {ndim} dimensions, got shape {tuple(t.shape)}")
-    v = t.values() if t.is_sparse else t
-    if v.is_floating_point() and v.numel() and not torch.isfinite(torch.stack(v.aminmax())).all():  # min/max propagate NaN
-        raise ValueError(f"{name}: contains NaN or Inf")
-    return t
-
 def _unit(W: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     "Rows of `W` scaled to unit norm (at least float32); a zero row stays zero, so its cosine with anything is 0."
     W = W.to(dtype or torch.promote_types(W.dtype, torch.float32))
@@ -48,7 +39,7 @@ class ReconstructionStats:
 
     def update(self, x: Array, x_hat: Array) -> ReconstructionStats:
         "Add one batch; returns `self` so calls can be chained."
-        x, x_hat = _tensor(x, "x"), _tensor(x_hat, "x_hat")
+        x, x_hat = checked_tensor(x, "x"), checked_tensor(x_hat, "x_hat")
         if x.shape != x_hat.shape: raise ValueError(f"x_hat: shape {tuple(x_hat.shape)} does not match x {tuple(x.shape)}")
         if self.d is None:
             self.d, z = x.shape[1], torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
@@ -87,33 +78,25 @@ def explained_variance(x: Array, x_hat: Array) -> float:
     return ReconstructionStats().update(x, x_hat).explained_variance
 
 # %% ../nbs/04_metrics.ipynb #1bd69f8e
-def _active(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "Row and column indices of the nonzero entries of a dense or sparse [N, m] `h`, in row-major order."
-    if h.is_sparse:
-        h = h.coalesce(); keep = h.values() != 0
-        return h.indices()[0][keep], h.indices()[1][keep]
-    return (h != 0).nonzero(as_tuple=True)
-
 def l0(codes: Array | Iterable[Array]) -> float:
     "Mean number of nonzero entries per row of `codes` ([N, m], or an iterable of batches weighted by rows)."
     n = active = 0
     for h in _as_list(codes):
-        h = _tensor(h, "codes"); n += h.shape[0]
-        active += len(_active(h)[0]) if h.is_sparse else int(torch.count_nonzero(h))
+        h = checked_tensor(h, "codes"); n += h.shape[0]
+        active += int((h.coalesce().values() != 0).sum()) if h.is_sparse else int(torch.count_nonzero(h))
     if n == 0: raise ValueError("codes: no rows")
     return active / n
 
 # %% ../nbs/04_metrics.ipynb #2cc6b991
 def connectivity_dense(codes: Array) -> float:
     "The definition, densely: `1 - nnz(B^T B) / m^2` with `B = [codes != 0]` (`[N, m]`; memory m^2, small m only)."
-    B = (_tensor(codes, "codes") != 0).float()
+    B = (checked_tensor(codes, "codes") != 0).float()
     return 1 - int(torch.count_nonzero(B.T @ B)) / B.shape[1] ** 2
 
 # %% ../nbs/04_metrics.ipynb #ae35cb45
 def connectivity(codes: Array | Iterable[Array], m: int | None = None, chunk_pairs: int = 20_000_000,
                  dense_max: int = 8192) -> float:
     "Connectivity `1 - nnz(sum_b H_b^T H_b) / m^2` of codes ([N, m] or an iterable of batches), without forming C for large m."
-    from saens.coactivation import CoactivationCounter     # chapter 36; imported here because it builds on this module
     cc = CoactivationCounter(m, chunk_pairs, dense_max=dense_max)
     for h in _as_list(codes): cc.update(h)
     return cc.connectivity()
@@ -147,7 +130,7 @@ def _decoders(decoders: Sequence[Array]) -> list[torch.Tensor]:
     "Check a list of [m_b, d] decoders (same d, M >= 2) and return them row-normalised in one dtype."
     if isinstance(decoders, (torch.Tensor, np.ndarray)) and decoders.ndim != 3:
         raise ValueError("decoders: expected a list of [m_b, d] decoders, one per model, not a single matrix")
-    Ds = [_tensor(D, f"decoders[{i}]") for i, D in enumerate(decoders)]
+    Ds = [checked_tensor(D, f"decoders[{i}]") for i, D in enumerate(decoders)]
     if len(Ds) < 2: raise ValueError(f"decoders: stability needs at least 2 independently trained models, got {len(Ds)}")
     if len({D.shape[1] for D in Ds}) > 1: raise ValueError(f"decoders: all must have the same d (columns), got {[D.shape[1] for D in Ds]}")
     if any(len(D) == 0 for D in Ds): raise ValueError("decoders: every decoder needs at least one feature (row)")
@@ -280,7 +263,7 @@ def shared_fraction(decoders: Sequence[Array], threshold: float = 0.7) -> float:
 @torch.no_grad()
 def activation_moments(X: Array, batch_size: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
     "Mean `[d]` and covariance `[d, d]` (divided by N) of activations `X` `[N, d]`, accumulated in float64 over batches."
-    X = _tensor(X, "X")
+    X = checked_tensor(X, "X")
     if len(X) < 2: raise ValueError(f"X: need at least 2 activations for a covariance, got {len(X)}")
     batches = lambda: (X[i:i + batch_size].double().cpu() for i in range(0, len(X), batch_size))  # never a full float64 copy
     mean = sum(x.sum(0) for x in batches()) / len(X)
@@ -290,7 +273,7 @@ def activation_moments(X: Array, batch_size: int = 65536) -> tuple[torch.Tensor,
 
 def participation_ratio(cov: Array) -> float:
     "`tr(cov)^2 / tr(cov^2)`: d for isotropic data, k for data spread evenly over k directions."
-    C = _tensor(cov, "cov").double()
+    C = checked_tensor(cov, "cov").double()
     if C.shape[0] != C.shape[1]: raise ValueError(f"cov: expected a square matrix, got {tuple(C.shape)}")
     return float(torch.trace(C) ** 2 / (C * C).sum())
 
@@ -298,13 +281,13 @@ def gaussian_directions(sizes: Sequence[int], cov: Array, mean: Array | None = N
     """M = len(sizes) dictionaries of random directions shaped like the data: rows `z @ L.T (+ mean)` with z ~ N(0, I) drawn
     from one generator seeded with `seed` and `L` the symmetric square root of `cov`. With `cov = I` and no mean these
     are exactly `stability_random`'s draws."""
-    C = _tensor(cov, "cov").double().cpu()
+    C = checked_tensor(cov, "cov").double().cpu()
     if C.ndim != 2 or C.shape[0] != C.shape[1]: raise ValueError(f"cov: expected a square [d, d] matrix, got {tuple(C.shape)}")
     sizes, d = _check_sizes(sizes, C.shape[0])
     lam, U = torch.linalg.eigh((C + C.T) / 2)
     if lam.min() < -1e-6 * max(lam.max().item(), 1e-30): raise ValueError(f"cov: not positive semi-definite (eigenvalue {lam.min():.3g})")
     L = U @ torch.diag(lam.clamp_min(0).sqrt()) @ U.T
-    mu = 0 if mean is None else _tensor(mean, "mean", ndim=1).double().cpu()
+    mu = 0 if mean is None else checked_tensor(mean, "mean", ndim=1).double().cpu()
     g = torch.Generator().manual_seed(seed)
     return [(torch.randn(m, d, generator=g).double() @ L.T + mu).float() for m in sizes]
 
@@ -320,13 +303,13 @@ def stability_null(sizes: Sequence[int], cov: Array, mean: Array | None = None, 
 # %% ../nbs/04_metrics.ipynb #37261f90
 def diversity(W_dec: Array, threshold: float = 0.7) -> int:
     "Number of rows (features) of `W_dec` ([m, d]) whose cosine similarity with every other row is below `threshold`."
-    W = _unit(_tensor(W_dec, "W_dec"))
+    W = _unit(checked_tensor(W_dec, "W_dec"))
     return int((_max_cos(W, W, exclude_self=True) < threshold).sum()) if len(W) else 0
 
 # %% ../nbs/04_metrics.ipynb #54d27111
 def coverage(W_dec: Array, reference: Array, threshold: float = 0.6) -> float:
     "Share of the rows of `reference` ([r, d]) matched by some row of `W_dec` ([m, d]) with cosine >= `threshold`."
-    W, R = _tensor(W_dec, "W_dec"), _tensor(reference, "reference")
+    W, R = checked_tensor(W_dec, "W_dec"), checked_tensor(reference, "reference")
     if W.shape[1] != R.shape[1]: raise ValueError(f"reference: d={R.shape[1]} does not match W_dec d={W.shape[1]}")
     if not len(R) or not len(W): raise ValueError("reference: need at least one row in both W_dec and reference")
     dt = torch.promote_types(torch.promote_types(W.dtype, R.dtype), torch.float32)
@@ -338,7 +321,6 @@ def _evaluate(sae, X: torch.Tensor, batch_size: int = 4096) -> tuple[dict, torch
     "`evaluate`'s metrics, and which features fired on `X` (a bool mask `[d_sae]`)."
     if not len(X): raise ValueError("X: need at least one held-out activation")
     dev = sae.W_dec.device
-    from saens.coactivation import CoactivationCounter
     rs, cc, nnz = ReconstructionStats(), CoactivationCounter(sae.d_sae), 0
     fired = torch.zeros(sae.d_sae, dtype=torch.bool, device=dev)
     for i in range(0, len(X), batch_size):
@@ -350,7 +332,7 @@ def _evaluate(sae, X: torch.Tensor, batch_size: int = 4096) -> tuple[dict, torch
 
 def evaluate(sae, X: Array, batch_size: int = 4096) -> dict:
     "EV, MSE, L0, connectivity and dead fraction of `sae` (anything with `encode`/`decode`/`d_sae`) on activations `X` [N, d_in]."
-    return _evaluate(sae, _tensor(X, "X"), batch_size)[0]
+    return _evaluate(sae, checked_tensor(X, "X"), batch_size)[0]
 
 # %% ../nbs/04_metrics.ipynb #324269ce
 HIST_BINS = 50   # best-cosine histograms in the records: 50 bins of width 0.02 on [0, 1]
@@ -369,7 +351,7 @@ def evaluate_models(models: dict, X: Array, batch_size: int = 4096, extra=None, 
     Bagging/boosting ensembles with J >= 2 also get `stability_members` and `member_floor`. With `device`, each model
     is evaluated there (moved in, and back where it was afterwards: one model on the device at a time) and the
     dictionaries are compared there; `X` stays where it is and goes over in batches."""
-    X = _tensor(X, "X")
+    X = checked_tensor(X, "X")
     records, fired = [], {}
     for key, m in sorted(models.items()):
         method, J, s = key

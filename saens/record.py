@@ -5,6 +5,7 @@
 # %% ../nbs/32_record.ipynb #71a647ef
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -18,9 +19,9 @@ from .utils import markdown_table
 from .report import claim_margins, claim_verdicts, claims_markdown, member_stability_table, plot_coefficient_sweep, sweep_table, verdicts_markdown
 
 # %% auto #0
-__all__ = ['RESULT_FILES', 'RESULTS_DIR', 'record_results', 'copy_histories', 'run_settings', 'settings_fingerprint',
-           'settings_changes', 'write_run_json', 'record_sweep', 'recorded_name', 'recorded', 'show_recorded',
-           'compare_with_recorded', 'recorded_summary']
+__all__ = ['RESULT_FILES', 'RESULTS_DIR', 'IDENTITY_RULES', 'record_results', 'copy_histories', 'training_seconds',
+           'run_settings', 'settings_fingerprint', 'settings_changes', 'write_run_json', 'record_sweep',
+           'recorded_name', 'recorded', 'show_recorded', 'compare_with_recorded', 'recorded_summary']
 
 # %% ../nbs/32_record.ipynb #67d772e5
 RESULT_FILES = ("records.json", "table1.md", "table1.png", "sweep.png", "curves.png")
@@ -35,10 +36,10 @@ def record_results(exp, src, dest, command: str, seconds: float) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for f in RESULT_FILES:
         if (src / f).exists(): shutil.copy2(src / f, out / f)
-    histories = copy_histories(src, out)
+    copy_histories(src, out)
     # a run resumed over several commands: `seconds` is the last one's; every model's own training time is in its history.json
-    trained = [json.loads(f.read_text()).get("seconds", 0) for f in histories]
-    write_run_json(out, exp, command, seconds, training_seconds=round(sum(trained)), models_trained=len(trained))
+    secs, n = training_seconds(src)
+    write_run_json(out, exp, command, seconds, training_seconds=secs, models=n)
     return out
 
 def copy_histories(src: Path, out: Path) -> list[Path]:
@@ -48,23 +49,47 @@ def copy_histories(src: Path, out: Path) -> list[Path]:
     (out / "histories").mkdir(parents=True, exist_ok=True)
     return [Path(shutil.copy2(f, out / "histories" / f"{f.parent.name}.json")) for f in sorted(Path(src).glob("*/history.json"))]
 
-def run_settings(exp) -> dict:
-    """What a run trained and evaluated, as plain JSON. This is the one list of what is left out: the description,
-    `d_in` (a property of the model, not a choice), for a cached run the streaming buffer, and `precision: fp32` (the
-    default, written out in the small profiles only so that they do not inherit the paper's bf16). `Experiment.fingerprint`
-    hashes them with `settings_fingerprint`."""
-    d = json.loads(json.dumps(asdict(exp), default=str))
-    for k in ("description", "d_in") + (() if exp.stream else ("buffer_tokens",)): d.pop(k)
-    if not d.get("seed_set"): d.pop("seed_set", None)   # the first seed set: as every run recorded before seed sets existed
-    if d["train"].get("precision") == "fp32": d["train"].pop("precision")   # and fp32: as every run recorded before bf16
+def training_seconds(run: Path) -> tuple[int, int]:
+    """How long the models of run folder `run` trained, summed from their `history.json` files (each model's own time,
+    whichever command trained it: the last command of a resumed run may have trained none of them), and how many models."""
+    secs = [json.loads(f.read_text()).get("seconds", 0) for f in sorted(Path(run).glob("*/history.json"))]
+    return round(sum(secs)), len(secs)
+
+# Every exception to "a run is all of its settings", in one table: (key, when, what happens, why). `when` is "always",
+# "cached" (a run that does not stream) or a value the key must hold. "drop": left out of run.json and of the hash;
+# "unhashed": written to run.json, left out of the hash; "null": hashed as null, whatever it holds.
+IDENTITY_RULES = (
+    (("description",), "always", "drop", "prose, not a choice"),
+    (("d_in",), "always", "drop", "a property of the model, not a choice"),
+    (("buffer_tokens",), "cached", "drop", "a cached run has no streaming buffer"),
+    (("seed_set",), 0, "drop", "the first seed set: as every run recorded before seed sets existed"),
+    (("train", "precision"), "fp32", "drop", "the default: as every run recorded before bf16 (the small profiles write it out so as not to inherit the paper's bf16)"),
+    (("n_ensembles",), "always", "unhashed", "it decides how many models there are, not what each one is"),
+    (("expanded_J",), "always", "unhashed", "likewise: which expanded widths are trained"),
+    (("stream",), False, "unhashed", "cached runs keep the folders they had before streaming existed"),
+    (("train", "device"), "always", "null", "where a run trains never changes its models: a config's `device: null`, cuda and cuda:0 are one run folder"),
+)
+
+def _apply_rules(settings: dict, actions) -> dict:
+    "A copy of `settings` with the `IDENTITY_RULES` of the given actions applied."
+    d, cached = copy.deepcopy(settings), not settings.get("stream")
+    for path, when, action, _why in IDENTITY_RULES:
+        box = d
+        for k in path[:-1]: box = box.get(k) if isinstance(box, dict) else None
+        if action not in actions or not isinstance(box, dict) or path[-1] not in box: continue
+        if when == "always" or (when == "cached" and cached) or (when not in ("always", "cached") and box[path[-1]] == when):
+            if action == "null": box[path[-1]] = None
+            else: del box[path[-1]]
     return d
 
+def run_settings(exp) -> dict:
+    """What a run trained and evaluated, as plain JSON: every setting of `exp` but those `IDENTITY_RULES` drop.
+    `Experiment.fingerprint` hashes them with `settings_fingerprint`."""
+    return _apply_rules(json.loads(json.dumps(asdict(exp), default=str)), ("drop",))
+
 def settings_fingerprint(settings: dict) -> str:
-    """The 10-hex-digit hash of a run's `run_settings` less the number of ensembles and the expanded widths (they decide
-    the records, not the models), the training device and, for a cached run, the `stream` flag (cached runs keep the folders they had)."""
-    d = {k: v for k, v in settings.items() if k not in ("n_ensembles", "expanded_J") and (k != "stream" or v)}
-    if d.get("train", {}).get("device") is not None:     # where a run trains never changes its models: cuda, cuda:0 and
-        d["train"] = {**d["train"], "device": None}      # nothing are one run folder (a config's `device: null` hashes as it always did)
+    "The 10-hex-digit hash of a run's `run_settings`, every rule of `IDENTITY_RULES` applied: it names the run's folder."
+    d = _apply_rules(settings, ("drop", "unhashed", "null"))
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 def settings_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -114,17 +139,23 @@ def recorded(name: str, profile: str = "laptop", root=None, seed_set: int = 0) -
     return dict(records=saved["records"], meta=saved.get("meta", {}), table=(d / "table1.md").read_text(),
                 run=json.loads((d / "run.json").read_text()) if (d / "run.json").exists() else {}, folder=d)
 
-def show_recorded(folder, markdown=("table1.md",), figures=("table1.png", "curves.png"), extra_markdown: str = ""):
-    "Display a recorded folder in a notebook: how it was made (run.json), its Markdown tables, its NOTES.md, then its figures."
+def show_recorded(folder, markdown=("table1.md",), figures=("table1.png", "curves.png"), extra_markdown: str = "",
+                  figures_first: bool = False):
+    """Display a recorded folder in a notebook: how it was made (run.json), its Markdown tables, its NOTES.md, then its
+    figures (`figures_first`: the picture before the tables that hold its numbers)."""
     from IPython.display import Image, Markdown, display
     folder = Path(folder); run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
     head = (f"**{folder.name}**, recorded by `{run.get('command')}` at commit {(run.get('commit') or '?')[:8]}: "
             f"{run.get('seconds', 0) / 60:.0f} min on {run.get('cpus')} CPUs, recipe {run.get('recipe')}"
             + (f"; training {run['training_seconds'] / 60:.0f} min in all, over every command that resumed it" if run.get("training_seconds") else ""))
     notes = [f"**Notes on this run** (`{folder.name}/NOTES.md`)\n\n" + (folder / "NOTES.md").read_text()] if (folder / "NOTES.md").exists() else []
-    display(Markdown("\n\n".join([head] + [(folder / f).read_text() for f in markdown if (folder / f).exists()] + [extra_markdown] + notes)))
-    for f in figures:
-        if (folder / f).exists(): display(Image(filename=str(folder / f)))
+    def show():
+        for f in figures:
+            if (folder / f).exists(): display(Image(filename=str(folder / f)))
+    if figures_first: display(Markdown(head)); show()
+    tables = [(folder / f).read_text() for f in markdown if (folder / f).exists()] + [extra_markdown] + notes
+    display(Markdown("\n\n".join(tables if figures_first else [head] + tables)))
+    if not figures_first: show()
 
 # %% ../nbs/32_record.ipynb #4637ec3c
 def compare_with_recorded(name: str, records: list[dict], J: int, laptop: dict, profile: str = "ci"):

@@ -9,6 +9,8 @@ import hashlib
 import json
 import math
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,11 +19,14 @@ from torch import Tensor, nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .utils import atomic_write, atomic_write_json, number, read_json, safe_load_safetensors, tensor_digest
+from .fast_jumprelu import jumprelu_and_l0   # the fast paths (appendices 35 and 37): kernels that import nothing from here
+from .fast_topk import sparse_forward, sparse_loss
+from .utils import affine, atomic_write, atomic_write_json, number, read_json, safe_load_safetensors, tensor_digest
 
 # %% auto #0
 __all__ = ['READS', 'SAE_CLASSES', 'LossOutput', 'SAEConfig', 'hook_layer_of', 'set_reads', 'Described', 'SAE', 'register_sae',
-           'ReLUSAE', 'TopKSAE', 'BatchTopKSAE', 'JumpReLUSAE', 'make_sae', 'save_sae', 'dtype_from_name', 'load_sae']
+           'ReLUSAE', 'TopKSAE', 'batch_shards', 'BatchTopKSAE', 'JumpReLUSAE', 'make_sae', 'save_sae',
+           'dtype_from_name', 'load_sae']
 
 # %% ../nbs/01_sae.ipynb #50438d0a
 class LossOutput:
@@ -109,14 +114,6 @@ class Described(nn.Module):
         return out
 
 # %% ../nbs/01_sae.ipynb #042ca675
-def _affine(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
-    "`x @ W + b` as one BLAS call (`addmm`, or `baddbmm` for stacked `W [J, a, c]`), the bias added by the GEMM itself."
-    if W.ndim == 2 and x.ndim >= 2:
-        return torch.addmm(b, x.reshape(-1, x.shape[-1]), W).view(*x.shape[:-1], W.shape[-1])
-    if W.ndim == 3 and x.ndim in (2, 3):
-        return torch.baddbmm(b.unsqueeze(-2), x.expand(W.shape[0], *x.shape[-2:]), W)
-    return x @ W + (b if W.ndim == 2 else b.unsqueeze(-2))
-
 def _check_dims(name, v):
     if not (isinstance(v, int) and v > 0): raise ValueError(f"{name} must be a positive int, got {v!r}")
 
@@ -197,7 +194,7 @@ class SAE(Described):
     def pre_acts(self, x: Tensor) -> Tensor:
         "Encoder pre-activations $W_{enc}^\\top(x - b_{dec}) + b_{enc}$, computed as $W_{enc}^\\top x$ + `enc_bias()`."
         self.check_input(x)
-        return _affine(x.to(self.W_enc.dtype), self.W_enc, self.enc_bias())
+        return affine(x.to(self.W_enc.dtype), self.W_enc, self.enc_bias())   # x W + b as one matrix product (appendix 30)
 
     def activation(self, z: Tensor) -> Tensor: raise NotImplementedError
     def train_activation(self, z: Tensor) -> Tensor:
@@ -216,7 +213,7 @@ class SAE(Described):
 
     def decode(self, codes: Tensor) -> Tensor:
         "Reconstruction $\\sum_i c_i f_i + b_{dec}$."
-        return _affine(codes, self.W_dec, self.b_dec)
+        return affine(codes, self.W_dec, self.b_dec)
 
     def forward(self, x: Tensor) -> Tensor: return self.decode(self.encode(x))
 
@@ -332,7 +329,7 @@ class TopKSAE(SAE):
     def extra_config(self): return dict(k=self.k, aux_k=self.aux_k, aux_coeff=self.aux_coeff)
     def activation(self, z): return _topk_codes(z, self.k)
 
-    def _aux_plan(self, dead_mask: Tensor | None, auxk: str):
+    def aux_plan(self, dead_mask: Tensor | None, auxk: str):
         "`(k_aux, weight [*members])` of the AuxK loss for this dead mask, or None when it does not apply."
         if auxk not in ("saens", "authors"): raise ValueError(f"auxk: expected 'saens' or 'authors', got {auxk!r}")
         if dead_mask is None or not bool(dead_mask.any()): return None
@@ -343,7 +340,7 @@ class TopKSAE(SAE):
         k_nominal = max(1, self.d_sae // 2)
         return min(k_nominal, int(n_dead.max())), (n_dead.to(self.W_dec.dtype) / k_nominal).clamp(max=1)
 
-    def _aux_value(self, e_hat, x, x_hat, weight, auxk, aux_input):
+    def aux_value(self, e_hat, x, x_hat, weight, auxk, aux_input):
         "`weight * ||e_hat - e||^2` per member, with the target `e` and bias of the chosen AuxK (table above)."
         if auxk == "saens": e = (x.to(x_hat.dtype) - x_hat).detach()
         else:
@@ -352,24 +349,33 @@ class TopKSAE(SAE):
         return weight * (e_hat - e).pow(2).sum(-1).mean(-1)
 
     def aux_loss(self, x, x_hat, z, dead_mask, auxk="saens", aux_input=None):
-        plan = self._aux_plan(dead_mask, auxk)
+        plan = self.aux_plan(dead_mask, auxk)
         if plan is None: return x_hat.new_zeros(x_hat.shape[:-2])
         k_aux, weight = plan
         z_dead = z.masked_fill(~self._b(dead_mask), float("-inf"))
-        return self._aux_value(_topk_codes(z_dead, k_aux) @ self.W_dec, x, x_hat, weight, auxk, aux_input)
+        return self.aux_value(_topk_codes(z_dead, k_aux) @ self.W_dec, x, x_hat, weight, auxk, aux_input)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.sparse: return super().forward(x)
-        from saens.fast_topk import sparse_forward      # imported here: saens.fast_topk builds on this module
         return sparse_forward(self, x)
 
     def loss(self, x: Tensor, **kw) -> LossOutput:
-        if not self.sparse: return super().loss(x, **kw)
-        from saens.fast_topk import sparse_loss
-        return sparse_loss(self, x, **kw)
+        if not self.sparse or not (x.ndim == 2 or (self.n_members and x.ndim == 3)): return super().loss(x, **kw)
+        return LossOutput(**sparse_loss(self, x, **kw))
 
 
 # %% ../nbs/01_sae.ipynb #5cebf962
+_BATCH_SHARDS: ContextVar = ContextVar("saens_batch_shards", default=None)
+
+@contextmanager
+def batch_shards(shards):
+    """Within this block, BatchTopK selects over the whole batch that `shards` splits between processes (chapter 14's
+    `DataParallel`, whose `kth_largest(flat, kk)` and `minimum(t)` are collectives). Like `torch.autocast`, a setting of
+    the block, not of any model."""
+    token = _BATCH_SHARDS.set(shards)
+    try: yield
+    finally: _BATCH_SHARDS.reset(token)
+
 @register_sae
 class BatchTopKSAE(TopKSAE):
     "BatchTopK SAE: top `k * n` activations over a batch in training; a learned global threshold at inference."
@@ -383,12 +389,16 @@ class BatchTopKSAE(TopKSAE):
     loss, forward = SAE.loss, SAE.forward   # the selection spans the batch: the dense path through `train_activation`
 
     def train_activation(self, z):
-        n = z.shape[-2]
+        n, shards = z.shape[-2], _BATCH_SHARDS.get()
         flat = z.reshape(*z.shape[:-2], -1)
-        codes = _topk_codes(flat, self.k * n).reshape(z.shape)
+        if shards is None: codes = _topk_codes(flat, self.k * n).reshape(z.shape)
+        else:   # the batch is split over processes (chapter 14): keep what reaches the kn-th largest entry of all of it
+            t = shards.kth_largest(flat, self.k * n * shards.world_size)
+            codes = torch.where(z >= t[..., None, None], torch.relu(z), torch.zeros_like(z))
         if self.training:
             with torch.no_grad():  # running estimate of the smallest kept activation, per member
                 pos = torch.where(codes > 0, codes, torch.full_like(codes, float("inf"))).flatten(-2).amin(-1)
+                if shards is not None: pos = shards.minimum(pos)      # over the whole batch
                 pos = torch.where(torch.isfinite(pos), pos, self.threshold.clamp_min(0))
                 m = self.threshold_momentum
                 self.threshold.copy_(torch.where(self.threshold < 0, pos, m * self.threshold + (1 - m) * pos))
@@ -454,7 +464,6 @@ class JumpReLUSAE(SAE):
         return self.sparsity_coeff * _Step.apply(z, self._b(self.threshold), self.bandwidth).sum(-1).mean(-1)
     def train_codes(self, z, plain_l1=False):
         if not self.fused: return super().train_codes(z, plain_l1)   # train_activation and sparsity_loss, as written
-        from saens.fast_jumprelu import jumprelu_and_l0            # imported here: it builds on this module
         codes, l0 = jumprelu_and_l0(z, self._b(self.threshold), self.bandwidth)
         return codes, self.sparsity_coeff * l0.mean(-1)
     def _scale_thresholds_(self, s): self.log_threshold += s.log()

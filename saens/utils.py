@@ -18,14 +18,15 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, Union
 
 import numpy as np
+import torch
 
 # %% auto #0
-__all__ = ['atomic_write', 'DiskFullError', 'atomic_write_text', 'atomic_write_json', 'save_png', 'read_json',
-           'safe_load_safetensors', 'tensor_digest', 'folder_lock', 'closest', 'check_keys', 'number', 'saens_home',
-           'mean_ci', 'markdown_table']
+__all__ = ['Array', 'atomic_write', 'DiskFullError', 'free_bytes', 'atomic_write_text', 'atomic_write_json', 'save_png',
+           'read_json', 'safe_load_safetensors', 'tensor_digest', 'folder_lock', 'closest', 'check_keys', 'number',
+           'checked_tensor', 'affine', 'saens_home', 'mean_ci', 'markdown_table']
 
 # %% ../nbs/30_utils.ipynb #f834308c
 _umask_lock = threading.Lock()
@@ -54,7 +55,7 @@ def atomic_write(path, write: Callable[[str], object]) -> Path:
     except Exception as e:
         if isinstance(e, DiskFullError) or not _disk_full(path.parent, e): raise
         raise DiskFullError(errno.ENOSPC, f"no space left on the disk of {path.parent} while writing {path.name} "
-                            f"({_free_bytes(path.parent):,} bytes free). {path.name} was left as it was: free some space and "
+                            f"({free_bytes(path.parent):,} bytes free). {path.name} was left as it was: free some space and "
                             "run the same command again") from e
     finally:
         if os.path.exists(tmp): os.remove(tmp)
@@ -63,7 +64,10 @@ def atomic_write(path, write: Callable[[str], object]) -> Path:
 class DiskFullError(OSError):
     "The disk filled up during an `atomic_write`: the file written to was left as it was."
 
-def _free_bytes(folder) -> int:
+def free_bytes(folder) -> int:
+    "Free bytes on the disk that holds `folder` (or its nearest existing parent: a folder not made yet); -1 if unknown."
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent: folder = folder.parent
     try: return shutil.disk_usage(folder).free
     except OSError: return -1
 
@@ -71,7 +75,7 @@ def _disk_full(folder, e: BaseException) -> bool:
     """Whether `e`, raised while writing into `folder`, is a full disk: the errno says so, or (torch.save reports a full
     disk as `unexpected pos ...`, safetensors as an I/O error) under 1 MiB is left."""
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT): return True
-    return 0 <= _free_bytes(folder) < 1 << 20
+    return 0 <= free_bytes(folder) < 1 << 20
 
 def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
     "Write `text` to `path` with `atomic_write`."
@@ -195,6 +199,27 @@ def number(value, name: str, where: str = "", integer: bool = False, lo=None, hi
         raise ValueError(f"{name}{at} must be {rng}, got {value!r}")
     return v
 
+
+# %% ../nbs/30_utils.ipynb #e77c4322
+Array = Union[torch.Tensor, np.ndarray]
+
+def checked_tensor(a: Array, name: str, ndim: int = 2) -> torch.Tensor:
+    "`a` as a detached tensor with `ndim` dimensions and finite values; errors name the argument `name`."
+    t = torch.as_tensor(a).detach()
+    if t.layout != torch.strided: t = t.to_sparse_coo().coalesce()
+    if t.ndim != ndim: raise ValueError(f"{name}: expected {ndim} dimensions, got shape {tuple(t.shape)}")
+    v = t.values() if t.is_sparse else t
+    if v.is_floating_point() and v.numel() and not torch.isfinite(torch.stack(v.aminmax())).all():  # min/max propagate NaN
+        raise ValueError(f"{name}: contains NaN or Inf")
+    return t
+
+def affine(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    "`x @ W + b` as one BLAS call (`addmm`, or `baddbmm` for stacked `W [J, a, c]`), the bias added by the GEMM itself."
+    if W.ndim == 2 and x.ndim >= 2:
+        return torch.addmm(b, x.reshape(-1, x.shape[-1]), W).view(*x.shape[:-1], W.shape[-1])
+    if W.ndim == 3 and x.ndim in (2, 3):
+        return torch.baddbmm(b.unsqueeze(-2), x.expand(W.shape[0], *x.shape[-2:]), W)
+    return x @ W + (b if W.ndim == 2 else b.unsqueeze(-2))
 
 # %% ../nbs/30_utils.ipynb #a4941d4e
 def saens_home() -> Path:

@@ -145,6 +145,9 @@ def test_converge_records_every_measure_at_each_length_and_the_gate(tmp_path, ca
     run = json.loads((rec / "run.json").read_text())
     assert run["lengths"] == [2048, 4096] and run["command"].startswith("saens converge quickstart --profile ci --lengths 2048 4096")
     assert (rec / "lengths.png").exists()
+    # each length's training time is its models' own (their history.json), and the total is their sum
+    per = run["training_seconds_per_length"]
+    assert sorted(per) == ["2048", "4096"] and all(s >= 0 for s in per.values()) and run["training_seconds"] == sum(per.values())
     # each length is its own run folder, and a second command reuses them
     assert len(list((tmp_path / "home" / "runs").glob("quickstart-ci-*"))) == 2
     saved = {f: f.stat().st_mtime_ns for f in (tmp_path / "home" / "runs").rglob("*.safetensors")}

@@ -16,7 +16,7 @@ def test_record_results_sums_the_training_time_of_every_model(tmp_path, monkeypa
         (src / name).mkdir(); (src / name / "history.json").write_text(json.dumps(dict(batch_size=512, seconds=s, curves=[])))
     out = record_results(exp, src, tmp_path / "results", "saens eval quickstart --profile ci", seconds=5.0)
     run = json.loads((out / "run.json").read_text())
-    assert (run["seconds"], run["training_seconds"], run["models_trained"]) == (5, 50, 3)
+    assert (run["seconds"], run["training_seconds"], run["models"]) == (5, 50, 3)
     assert (out / "table1.md").exists() and run["profile"] == "ci"
     # every model's history travels with the results, under the model's folder name
     assert sorted(f.name for f in (out / "histories").iterdir()) == ["bagging-J4-seed0.json", "boosting-J4-seed0.json", "expanded-J4-seed0.json"]
