@@ -42,3 +42,25 @@ def test_every_chapter_states_how_long_it_runs_at_ci_size(tmp_path):
                        ("about 10 minutes to read, 10 more for exercise 1; under a minute at `ci` size; a few minutes at `laptop`.", 60)):
         f.write_text(json.dumps({"cells": [{"cell_type": "markdown", "source": [f"**How long:** {line}\n"]}]}))
         assert book.stated_seconds(f) == secs, line
+
+
+def test_every_chapter_has_a_reading_path_and_the_sidebar_groups_them():
+    paths = book.reading_paths()
+    chapters = [f.name for f in sorted((ROOT / "nbs").glob("*.ipynb")) if f.name != "index.ipynb"]
+    assert sorted(paths) == chapters, set(chapters) ^ set(paths)          # the index's table lists every chapter, once
+    assert set(paths.values()) <= {key for key, _ in book.PATHS}
+    toc = [dict(name=n, href=book.page_name(n), title=n) for n in ["index.ipynb", *chapters]]
+    groups = book.sidebar_groups(toc, paths)
+    assert [g["title"] for g in groups][0] == "Start" and [p["name"] for p in groups[0]["pages"]] == ["index.ipynb", "contents"]
+    assert sorted(p["name"] for g in groups[1:] for p in g["pages"]) == chapters
+    assert [p["name"] for p in groups[1]["pages"]][:2] == ["00_proposition.ipynb", "01_sae.ipynb"]
+
+
+def test_search_entries_are_the_pages_sections_with_their_own_anchors():
+    body = ('<html><main><p>Intro &amp; more</p><h2 id="The-question">The question<a class="anchor-link" href="#The-question">¶</a></h2>'
+            '<p>Stability <b>beside</b> its nulls</p><script>var x = "not text";</script>'
+            '<h3 id="Hungarian">Hungarian</h3><p>one to one</p></main></html>')
+    got = book.search_sections(body, "04_metrics.html", "Metrics")
+    assert [(e["href"], e["section"]) for e in got] == [("04_metrics.html", ""), ("04_metrics.html#The-question", "The question"),
+                                                        ("04_metrics.html#Hungarian", "Hungarian")]
+    assert got[0]["text"] == "intro & more" and got[1]["text"] == "stability beside its nulls" and got[2]["text"] == "one to one"

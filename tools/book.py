@@ -240,6 +240,43 @@ def executed_fresh(files) -> list:
     return stale
 
 
+PATHS = (("core", "Core: the method"), ("setting", "The paper's settings"), ("advanced", "Advanced"), ("reference", "Reference and appendices"))
+
+
+def reading_paths() -> dict:
+    "Each chapter's reading path (core, setting, advanced, reference), from the chapter table of the index."
+    src = "".join("".join(c["source"]) for c in json.loads((ROOT / "nbs" / "index.ipynb").read_text())["cells"])
+    return {m.group(1) + ".ipynb": m.group(2) for m in re.finditer(r"^\| \[`([\w-]+)`\]\([^)]*\) \| (\w+) \|", src, re.M)}
+
+
+def sidebar_groups(toc: list, paths: dict) -> list:
+    "The sidebar: the start pages, then the chapters of each reading path in reading order (a chapter with no path: under Start)."
+    start = [t for t in toc if paths.get(t["name"]) not in dict(PATHS)]
+    start.insert(1 if start else 0, dict(href="contents.html", title="Contents", summary="", name="contents"))
+    return [dict(title="Start", pages=start)] + [dict(title=title, pages=[t for t in toc if paths.get(t["name"]) == key]) for key, title in PATHS]
+
+
+_HEADING = re.compile(r'<h([23]) id="([^"]+)"[^>]*>(.*?)</h\1>', re.S)
+
+
+def _text(fragment: str) -> str:
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", fragment))).strip()
+
+
+def search_sections(body: str, href: str, title: str, limit: int = 1500) -> list:
+    """A page's search entries: its opening, then one per `##`/`###` section (its anchor, heading and first `limit`
+    characters of text, lower-cased), taken from the rendered page so that the anchors are the page's own."""
+    main = body[body.find("<main"):] if "<main" in body else body
+    main = re.sub(r"<(script|style)\b.*?</\1>", " ", main, flags=re.S)
+    marks = list(_HEADING.finditer(main))
+    out = [dict(href=href, title=title, section="", text=_text(main[:marks[0].start() if marks else None])[:limit].lower())]
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(main)
+        out.append(dict(href=f"{href}#{m.group(2)}", title=title, section=_text(m.group(3)).rstrip("¶").strip(),
+                        text=_text(main[m.end():end])[:limit].lower()))
+    return out
+
+
 def cmd_site(args) -> int:
     files = chapters()
     stale = executed_fresh(files)
@@ -262,21 +299,26 @@ def cmd_site(args) -> int:
     titles = {name: title_of(nb, name) for name, nb in nbs.items()}
     order = sorted(nbs, key=lambda n: (n != "index.ipynb", n))     # the index first, then the chapters in order
     toc = [dict(href=page_name(n), title=titles[n][0], summary=titles[n][1], name=n) for n in order]
+    groups = sidebar_groups(toc, reading_paths())
     import nbformat
     ex = exporter()
+    index = []
     for i, name in enumerate(order):
         nb = prepare(nbs[name], pages, extra)
         nb["metadata"]["title"] = titles[name][0]
         node = nbformat.from_dict(nb)
-        nav = dict(prev=toc[i - 1] if i > 0 else None, next=toc[i + 1] if i + 1 < len(toc) else None, toc=toc, here=name)
+        nav = dict(prev=toc[i - 1] if i > 0 else None, next=toc[i + 1] if i + 1 < len(toc) else None, toc=toc, here=name, groups=groups)
         body, _ = ex.from_notebook_node(node, resources=dict(metadata=dict(name=titles[name][0]), saens_nav=nav))
         (out / page_name(name)).write_text(body)
+        index += search_sections(body, page_name(name), titles[name][0])
     contents = ["# Contents", "> Every chapter of the book, in reading order."]
     contents += [f"- [{t['title']}]({t['href']})" + (f": {t['summary']}" if t["summary"] else "") for t in toc]
     node = nbformat.from_dict(dict(cells=[dict(cell_type="markdown", id="contents", metadata={}, source="\n".join(contents))],
                                    metadata=dict(title="Contents"), nbformat=4, nbformat_minor=5))
-    body, _ = ex.from_notebook_node(node, resources=dict(metadata=dict(name="Contents"), saens_nav=dict(prev=None, next=toc[0], toc=toc)))
+    body, _ = ex.from_notebook_node(node, resources=dict(metadata=dict(name="Contents"),
+                                                         saens_nav=dict(prev=None, next=toc[0], toc=toc, here="contents", groups=groups)))
     (out / "contents.html").write_text(body)
+    (out / "search_index.js").write_text("window.SAENS_INDEX = " + json.dumps(index, ensure_ascii=False) + ";\n")
     for rel in sorted(extra):
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, out / rel)
@@ -318,11 +360,21 @@ def chromium(url: str, shot: Path) -> dict:
                     n_math: document.querySelectorAll('.MathJax, .MathJax_CHTML, mjx-container').length,
                     math_fonts: Array.from(new Set(Array.from(document.querySelectorAll('.MathJax span'))
                                   .map(s => s.style.fontFamily).filter(f => f))),
-                    n_links: document.links.length};""")
+                    n_links: document.links.length,
+                    n_sidebar: document.querySelectorAll('aside.saens-sidebar > ul a').length,
+                    n_page_toc: document.querySelectorAll('aside.saens-sidebar ul.page-toc li').length};""")
         drv.save_screenshot(str(shot))
+        info["search"] = drv.execute_script("""
+            const box = document.querySelector('aside.saens-sidebar input.search');
+            if (!box) return null;
+            box.value = arguments[0]; box.dispatchEvent(new Event('input'));
+            return Array.from(document.querySelectorAll('aside.saens-sidebar ul.results a')).map(a => a.getAttribute('href'));""", SEARCH_PROBE[0])
         return info
     finally:
         drv.quit()
+
+
+SEARCH_PROBE = ("hungarian stability", "04_metrics.html")   # a query, and the page a working search must find for it
 
 
 def cmd_check(args) -> int:
@@ -339,8 +391,14 @@ def cmd_check(args) -> int:
         if not (site / page).exists(): continue
         info = chromium((site / page).as_uri(), shots / (Path(page).stem + ".png"))
         print(f"{page}: title {info['title']!r}, {info['n_images']} images, {len(info['broken'])} broken, "
-              f"{info['n_math']} equations rendered in {sorted(info['math_fonts']) or 'no'} fonts, {info['n_links']} links")
+              f"{info['n_math']} equations rendered in {sorted(info['math_fonts']) or 'no'} fonts, {info['n_links']} links, "
+              f"{info['n_sidebar']} pages in the sidebar, {info['n_page_toc']} sections in its contents, "
+              f"{len(info['search'] or [])} search results for {SEARCH_PROBE[0]!r}")
         if not info["title"]: problems.append(f"{page}: no title")
+        if info["n_sidebar"] < len(chapters()): problems.append(f"{page}: the contents sidebar links {info['n_sidebar']} pages, fewer than the {len(chapters())} chapters")
+        if need_math and not info["n_page_toc"]: problems.append(f"{page}: no per-page contents (its ## sections) in the sidebar")
+        if not any((h or "").startswith(SEARCH_PROBE[1]) for h in info["search"] or []):
+            problems.append(f"{page}: searching {SEARCH_PROBE[0]!r} does not find {SEARCH_PROBE[1]} (got {(info['search'] or [])[:5]})")
         if info["broken"]: problems.append(f"{page}: images that did not render: {info['broken']}")
         if need_fig and not info["n_images"]: problems.append(f"{page}: no figure")
         if need_math and not info["n_math"]: problems.append(f"{page}: no equation rendered")
