@@ -206,4 +206,5 @@ def paper_table(name: str, metrics=("ev", "mse", "connectivity", "stability")) -
 
 def paper_summary(metric: str = "ev", names=("gelu-1l", "pythia-160m", "gemma-2-2b")) -> str:
     "One metric of the paper across settings, as Markdown: a row per setting, a column per method."
-    return markdown_table(["setting", *PAPER_METHODS], [[f"`{n}`", *(f"{paper_results(n)[m][metric]:.3f}" for m in PAPER_METHODS)] for n in names])
+    got = {n: paper_results(n) for n in names}          # each setting's file read once
+    return markdown_table(["setting", *PAPER_METHODS], [[f"`{n}`", *(f"{r[m][metric]:.3f}" for m in PAPER_METHODS)] for n, r in got.items()])

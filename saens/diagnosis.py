@@ -24,7 +24,7 @@ from .train import train_sae
 from .utils import atomic_write_text, markdown_table
 
 # %% auto #0
-__all__ = ['LENGTH_MEASURES', 'GATE_MEASURES', 'length_sweep', 'length_summary', 'convergence_gate', 'lengths_table',
+__all__ = ['LENGTH_MEASURES', 'GATE_MEASURES', 'at_length', 'length_sweep', 'length_summary', 'convergence_gate', 'lengths_table',
            'gate_markdown', 'plot_lengths', 'record_lengths', 'init_cosines', 'start_cosines', 'boosting_diagnosis',
            'diagnosis_table', 'plot_diagnosis', 'diagnosis_dir', 'record_diagnosis']
 
@@ -33,11 +33,16 @@ LENGTH_MEASURES = ("ev", "l0", "dead_frac", "stability", "stability_random", "st
                    "shared", "stability_unpooled", "stability_live")
 GATE_MEASURES = ("stability", "stability_hungarian", "shared", "stability_unpooled", "stability_live")
 
+def at_length(exp: Experiment, n: int) -> Experiment:
+    "`exp` training `n` tokens per SAE: another run, in its own folder (`run_dir`), with its own learning-rate schedule."
+    e = copy.deepcopy(exp); e.train["n_tokens"] = int(n)
+    return e
+
 def length_sweep(exp: Experiment, lengths, methods=METHODS, progress: bool = False, log=print) -> list[dict]:
     "Train and evaluate `exp` at each number of training tokens per SAE in `lengths` (each its own run); records labelled `n_tokens`."
     records = []
     for n in sorted(lengths):
-        e = copy.deepcopy(exp); e.train["n_tokens"] = int(n)
+        e = at_length(exp, n)
         t0 = time.time()
         recs = train_and_evaluate(e, methods, progress=progress)
         for r in recs: r.update(n_tokens=int(n))
@@ -113,10 +118,8 @@ def record_lengths(exp: Experiment, records: list[dict], dest, command: str, sec
     plot_lengths(summary, f"{exp.name} ({exp.profile}): every measure against training length").savefig(out / "lengths.png", dpi=120)
     plt.close("all")
     lengths = sorted({r["n_tokens"] for r in records})
-    per_length = {}                      # each length's models' own training time, whichever command trained them
-    for n in lengths:
-        e = copy.deepcopy(exp); e.train["n_tokens"] = int(n)
-        per_length[str(n)] = training_seconds(run_dir(e))[0]
+    # each length's models' own training time, whichever command trained them
+    per_length = {str(n): training_seconds(run_dir(at_length(exp, n)))[0] for n in lengths}
     write_run_json(out, exp, command, seconds, lengths=lengths, training_seconds=sum(per_length.values()),
                    training_seconds_per_length=per_length)
     return out

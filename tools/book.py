@@ -367,8 +367,14 @@ def chromium(url: str, shot: Path) -> dict:
         info["search"] = drv.execute_script("""
             const box = document.querySelector('aside.saens-sidebar input.search');
             if (!box) return null;
-            box.value = arguments[0]; box.dispatchEvent(new Event('input'));
-            return Array.from(document.querySelectorAll('aside.saens-sidebar ul.results a')).map(a => a.getAttribute('href'));""", SEARCH_PROBE[0])
+            box.value = arguments[0]; box.dispatchEvent(new Event('focus'));    // the first focus loads the index, then searches
+            return true;""", SEARCH_PROBE[0])
+        if info["search"]:
+            for _ in range(50):
+                hits = drv.execute_script("return Array.from(document.querySelectorAll('aside.saens-sidebar ul.results a')).map(a => a.getAttribute('href'));")
+                if hits: break
+                time.sleep(0.1)
+            info["search"] = hits
         return info
     finally:
         drv.quit()
