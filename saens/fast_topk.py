@@ -106,11 +106,7 @@ def sparse_forward(sae, x: Tensor) -> Tensor:
     "`decode(encode(x))` of TopK SAE `sae` without the dense codes: each token's K winners are gathered from the dictionary."
     sae.check_input(x)
     vals, idx, _, _ = _TopKEncode.apply(x.to(sae.W_enc.dtype), sae.W_enc, sae.enc_bias(), sae.k, None, 0)
-    return _SparseDecode.apply(vals, idx, sae.W_dec) + _per_token(sae.b_dec, sae.n_members)
-
-def _per_token(b: Tensor, n_members) -> Tensor:
-    "A bias `[*members, d]` with a token axis, so that it broadcasts against `[*members, n, d]`."
-    return b if n_members is None else b.unsqueeze(-2)
+    return _SparseDecode.apply(vals, idx, sae.W_dec) + sae.per_token(sae.b_dec)
 
 def sparse_loss(sae, x: Tensor, *, sparsity_scale: float = 1.0, dead_mask: Tensor | None = None, plain_l1: bool = False,
                 auxk: str = "saens", aux_input: Tensor | None = None) -> dict:
@@ -122,7 +118,7 @@ def sparse_loss(sae, x: Tensor, *, sparsity_scale: float = 1.0, dead_mask: Tenso
     plan = sae.aux_plan(dead_mask, auxk)
     vals, idx, aux_vals, aux_idx = _TopKEncode.apply(x, sae.W_enc, sae.enc_bias(), min(sae.k, sae.d_sae),
                                                      dead_mask if plan else None, plan[0] if plan else 0)
-    x_hat = _SparseDecode.apply(vals, idx, sae.W_dec) + _per_token(sae.b_dec, sae.n_members)
+    x_hat = _SparseDecode.apply(vals, idx, sae.W_dec) + sae.per_token(sae.b_dec)
     mse = (x_hat - x).pow(2).sum(-1).mean(-1)
     if plan:   # the top dead features reconstruct the residual, as in `aux_loss`
         aux = sae.aux_value(_SparseDecode.apply(aux_vals, aux_idx, sae.W_dec), x, x_hat, plan[1], auxk, aux_input)

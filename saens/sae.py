@@ -172,7 +172,7 @@ class SAE(Described):
 
     def extra_repr(self): return ", ".join(f"{k}={v}" for k, v in self.config.items() if k != "arch")
 
-    def _b(self, t: Tensor) -> Tensor:
+    def per_token(self, t: Tensor) -> Tensor:
         "Give a per-member vector `[*members, k]` a token axis so it broadcasts against `[*members, n, k]`."
         return t if self.n_members is None else t.unsqueeze(-2)
 
@@ -344,7 +344,7 @@ class TopKSAE(SAE):
         "`weight * ||e_hat - e||^2` per member, with the target `e` and bias of the chosen AuxK (table above)."
         if auxk == "saens": e = (x.to(x_hat.dtype) - x_hat).detach()
         else:
-            e_hat = e_hat + self._b(self.b_dec)
+            e_hat = e_hat + self.per_token(self.b_dec)
             e = (x if aux_input is None else aux_input).to(x_hat.dtype) - x_hat
         return weight * (e_hat - e).pow(2).sum(-1).mean(-1)
 
@@ -352,7 +352,7 @@ class TopKSAE(SAE):
         plan = self.aux_plan(dead_mask, auxk)
         if plan is None: return x_hat.new_zeros(x_hat.shape[:-2])
         k_aux, weight = plan
-        z_dead = z.masked_fill(~self._b(dead_mask), float("-inf"))
+        z_dead = z.masked_fill(~self.per_token(dead_mask), float("-inf"))
         return self.aux_value(_topk_codes(z_dead, k_aux) @ self.W_dec, x, x_hat, weight, auxk, aux_input)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -454,17 +454,17 @@ class JumpReLUSAE(SAE):
         return dict(sparsity_coeff=self.sparsity_coeff, bandwidth=self.bandwidth, init_threshold=self.init_threshold)
     @property
     def threshold(self) -> Tensor: return self.log_threshold.exp()
-    def activation(self, z): return z * (z > self._b(self.threshold))
+    def activation(self, z): return z * (z > self.per_token(self.threshold))
     def pre_acts(self, x):
         "Pre-activations in the SAE's own dtype even under bf16 autocast: bf16 spaces numbers near 1 by $2^{-7}$, coarser than the bandwidth."
         with torch.autocast(x.device.type, enabled=False): return super().pre_acts(x)
     fused = True   # train through chapter 37's one-pass kernel (the same values and gradients); False: the two functions above
-    def train_activation(self, z): return _JumpReLU.apply(z, self._b(self.threshold), self.bandwidth)
+    def train_activation(self, z): return _JumpReLU.apply(z, self.per_token(self.threshold), self.bandwidth)
     def sparsity_loss(self, codes, z, plain_l1=False):
-        return self.sparsity_coeff * _Step.apply(z, self._b(self.threshold), self.bandwidth).sum(-1).mean(-1)
+        return self.sparsity_coeff * _Step.apply(z, self.per_token(self.threshold), self.bandwidth).sum(-1).mean(-1)
     def train_codes(self, z, plain_l1=False):
         if not self.fused: return super().train_codes(z, plain_l1)   # train_activation and sparsity_loss, as written
-        codes, l0 = jumprelu_and_l0(z, self._b(self.threshold), self.bandwidth)
+        codes, l0 = jumprelu_and_l0(z, self.per_token(self.threshold), self.bandwidth)
         return codes, self.sparsity_coeff * l0.mean(-1)
     def _scale_thresholds_(self, s): self.log_threshold += s.log()
 
