@@ -38,7 +38,8 @@ def _fields_of(exp: Experiment, recipe: str) -> dict:
 
 def ablation_variants(exp: Experiment, base: str = "saens") -> list[tuple[str, Experiment | None]]:
     """`[(name, experiment)]`: the base recipe, then one variant per difference with only that switched to the other
-    recipe; `experiment` is None where the difference cannot act on `exp.arch` (or the two recipes agree)."""
+    recipe, then the other recipe as a whole (every difference that acts on `exp.arch` switched at once); `experiment`
+    is None where the difference cannot act on `exp.arch` (or the two recipes agree)."""
     if base not in RECIPES: raise ValueError(f"unknown training recipe {base!r}; the known recipes are {sorted(RECIPES)}")
     other = next(r for r in RECIPES if r != base)
     mine, theirs = _fields_of(exp, base), _fields_of(exp, other)
@@ -52,6 +53,9 @@ def ablation_variants(exp: Experiment, base: str = "saens") -> list[tuple[str, E
     for name, keys in DIFFERENCES.items():
         acts = exp.arch in _ACTS_ON.get(name, (exp.arch,)) and any(mine[k] != theirs[k] for k in keys)
         out.append((name, make({**mine, **{k: theirs[k] for k in keys}}) if acts else None))
+    acting = [keys for name, keys in DIFFERENCES.items() if exp.arch in _ACTS_ON.get(name, (exp.arch,))]
+    whole = {**mine, **{k: theirs[k] for keys in acting for k in keys}}     # every difference at once: the other recipe
+    out.append((f"{other} (whole recipe)", make(whole) if whole != mine else None))
     return out
 
 # %% ../nbs/15_recipes.ipynb #a8f43aa1
