@@ -186,7 +186,7 @@ def compare_with_recorded(name: str, records: list[dict], J: int, laptop: dict, 
 def recorded_summary(names, profile: str = "laptop", root=None) -> str:
     """One Markdown row per recorded run `<name>-<profile>` of `names`: its SAE, tokens per SAE, training time (every model's
     own, summed: a run resumed or trained by another command still shows what its models cost), and each method's EV and
-    stability (with the floor of random directions, `stability_random`) at the run's J, read from its files."""
+    L0 and stability (beside the nulls of isotropic and of data-shaped random directions) at the run's J, read from its files."""
     from saens.report import summarize
     rows = []
     for name in names:
@@ -195,8 +195,10 @@ def recorded_summary(names, profile: str = "laptop", root=None) -> str:
         cfg = rec["meta"]["config"]
         J, run = cfg["J"], rec["run"]
         at = lambda metric, method, j=J: summarize(rec["records"], metric)[method, j][0]
+        null = lambda metric: f"{at(metric, 'bagging'):.3f}" if all(metric in r for r in rec["records"]) else "—"
         rows.append([f"`{name}` ({cfg['arch']})", f"{cfg['train']['n_tokens']:,}", f"{(run.get('training_seconds') or run.get('seconds', float('nan'))) / 3600:.1f} h",
                      " / ".join(f"{at('ev', m, j):.3f}" for m, j in (("bagging", 1), ("expanded", J), ("bagging", J), ("boosting", J))),
-                     " / ".join(f"{at('stability', m):.3f}" for m in ("expanded", "bagging", "boosting")) + f" ({at('stability_random', 'bagging'):.3f})"])
+                     " / ".join(f"{at('l0', m, j):.0f}" for m, j in (("bagging", 1), ("expanded", J), ("bagging", J), ("boosting", J))),
+                     " / ".join(f"{at('stability', m):.3f}" for m in ("expanded", "bagging", "boosting")) + f" ({null('stability_random')} / {null('stability_data')})"])
     return markdown_table(["setting (SAE)", "tokens per SAE", "training time, 2 cores", "EV: single / expanded / bagging / boosting",
-                           "stability: expanded / bagging / boosting (floor)"], rows)
+                           "L0: single / expanded / bagging / boosting", "stability: expanded / bagging / boosting (isotropic / data null)"], rows)
