@@ -231,6 +231,7 @@ def bench2(S, device, res, args):
     r["met"] = {a: v["mfu_needed"] >= 0.5 for a, v in r["archs"].items()}
     if args.profile:
         from torch.profiler import profile
+        from saens.sae import AuxK      # a TopK SAE's dead-feature term (ignored by the others), as training passes it
         r["profile"] = {}
         for a in kw:
             sae = make_sae(a, S["d"], S["m"], **kw[a], dtype=dtype_for(device), device=device)
@@ -238,7 +239,7 @@ def bench2(S, device, res, args):
             opt = torch.optim.Adam(sae.parameters())
             dead = torch.zeros(S["m"], dtype=torch.bool, device=device)
             def step():
-                out = sae.loss(x, dead_mask=dead); opt.zero_grad(); out.loss.backward(); opt.step(); sync(device)
+                out = sae.loss(x, aux=AuxK(dead)); opt.zero_grad(); out.loss.backward(); opt.step(); sync(device)
             step()
             with profile() as p: step(); step()
             tab = p.key_averages().table(sort_by="self_cpu_time_total", row_limit=10, max_name_column_width=40)

@@ -108,27 +108,26 @@ def sparse_forward(sae, x: Tensor) -> Tensor:
     vals, idx, _, _ = _TopKEncode.apply(x.to(sae.W_enc.dtype), sae.W_enc, sae.enc_bias(), sae.k, None, 0)
     return _SparseDecode.apply(vals, idx, sae.W_dec) + sae.per_token(sae.b_dec)
 
-def sparse_loss(sae, x: Tensor, *, sparsity_scale: float = 1.0, dead_mask: Tensor | None = None, plain_l1: bool = False,
-                auxk: str = "saens", aux_input: Tensor | None = None) -> dict:
+def sparse_loss(sae, x: Tensor, *, sparsity_scale: float = 1.0, aux=None) -> dict:
     """`SAE.loss` of TopK SAE `sae` (reconstruction + AuxK), computed on the sparse path: only the winners are decoded.
     Returns the fields of chapter 1's `LossOutput`, which `TopKSAE.loss` wraps (for a batch `[n, d_in]`, or
     `[J, n, d_in]` for stacked members; `TopKSAE.loss` sends any other shape down the dense path)."""
     sae.check_input(x)
     x = x.to(sae.W_enc.dtype)
-    plan = sae.aux_plan(dead_mask, auxk)
+    plan = aux.plan(sae) if aux is not None else None      # the AuxK term training passed (chapter 1), if any
     vals, idx, aux_vals, aux_idx = _TopKEncode.apply(x, sae.W_enc, sae.enc_bias(), min(sae.k, sae.d_sae),
-                                                     dead_mask if plan else None, plan[0] if plan else 0)
+                                                     aux.dead_mask if plan else None, plan[0] if plan else 0)
     x_hat = _SparseDecode.apply(vals, idx, sae.W_dec) + sae.per_token(sae.b_dec)
     mse = (x_hat - x).pow(2).sum(-1).mean(-1)
-    if plan:   # the top dead features reconstruct the residual, as in `aux_loss`
-        aux = sae.aux_value(_SparseDecode.apply(aux_vals, aux_idx, sae.W_dec), x, x_hat, plan[1], auxk, aux_input)
-    else: aux = x_hat.new_zeros(x_hat.shape[:-2])
+    if plan:   # the top dead features reconstruct the residual, scored by the term's own `value`
+        aux_value = aux.value(sae, _SparseDecode.apply(aux_vals, aux_idx, sae.W_dec), x, x_hat, plan[1])
+    else: aux_value = x_hat.new_zeros(x_hat.shape[:-2])
     sparsity = x_hat.new_zeros(x_hat.shape[:-2])
     vals, idx = vals.detach(), idx
     def codes(): return vals.new_zeros(*vals.shape[:-1], sae.d_sae).scatter_(-1, idx, vals)
     active = vals > 0
     fired = torch.zeros(*vals.shape[:-2], sae.d_sae, dtype=torch.bool, device=vals.device)
     fired.view(-1)[_flat_features(idx, sae.d_sae, sae.n_members is not None)[active.reshape(-1)]] = True
-    return dict(loss=(mse + aux).sum(), mse=mse.detach(), sparsity=sparsity, aux=aux.detach(), codes=codes, x_hat=x_hat.detach(),
+    return dict(loss=(mse + aux_value).sum(), mse=mse.detach(), sparsity=sparsity, aux=aux_value.detach(), codes=codes, x_hat=x_hat.detach(),
                 l0=active.sum(-1, dtype=torch.float32).mean(-1), fired=fired)
 

@@ -25,7 +25,7 @@ from .utils import affine, atomic_write, atomic_write_json, number, read_json, s
 
 # %% auto #0
 __all__ = ['READS', 'SAE_CLASSES', 'LossOutput', 'SAEConfig', 'hook_layer_of', 'set_reads', 'Described', 'SAE', 'register_sae',
-           'ReLUSAE', 'TopKSAE', 'batch_shards', 'BatchTopKSAE', 'JumpReLUSAE', 'make_sae', 'save_sae',
+           'ReLUSAE', 'AuxK', 'TopKSAE', 'batch_shards', 'BatchTopKSAE', 'JumpReLUSAE', 'make_sae', 'save_sae',
            'dtype_from_name', 'load_sae']
 
 # %% ../nbs/01_sae.ipynb #50438d0a
@@ -200,11 +200,11 @@ class SAE(Described):
     def train_activation(self, z: Tensor) -> Tensor:
         "The nonlinearity used for training (defaults to `activation`)."
         return self.activation(z)
-    def sparsity_loss(self, codes: Tensor, z: Tensor, plain_l1: bool = False) -> Tensor:
+    def sparsity_loss(self, codes: Tensor, z: Tensor) -> Tensor:
         "Per-member sparsity penalty, already multiplied by its coefficient."
         return codes.new_zeros(codes.shape[:-2])
-    def aux_loss(self, x, x_hat, z, dead_mask, auxk: str = "saens", aux_input: Tensor | None = None) -> Tensor:
-        "Per-member auxiliary loss (AuxK for the TopK family)."
+    def aux_loss(self, x, x_hat, z, aux=None) -> Tensor:
+        "Per-member auxiliary loss: the term `aux` that training passes (an `AuxK` for the TopK family, below); zero here."
         return x_hat.new_zeros(x_hat.shape[:-2])
 
     def encode(self, x: Tensor) -> Tensor:
@@ -217,23 +217,23 @@ class SAE(Described):
 
     def forward(self, x: Tensor) -> Tensor: return self.decode(self.encode(x))
 
-    def train_codes(self, z: Tensor, plain_l1: bool = False) -> tuple[Tensor, Tensor]:
+    def train_codes(self, z: Tensor) -> tuple[Tensor, Tensor]:
         "Training codes and the sparsity penalty from pre-activations `z` (subclasses may fuse the two)."
         codes = self.train_activation(z)
-        return codes, self.sparsity_loss(codes, z, plain_l1)
+        return codes, self.sparsity_loss(codes, z)
 
-    def loss(self, x: Tensor, *, sparsity_scale: float = 1.0, dead_mask: Tensor | None = None, plain_l1: bool = False,
-             auxk: str = "saens", aux_input: Tensor | None = None) -> LossOutput:
-        """Training loss: squared error summed over `d_in`, plus `sparsity_scale` x sparsity penalty, plus aux.
-        `plain_l1`: the ReLU penalty without decoder norms; `auxk`, `aux_input`: which AuxK (TopK family, below)."""
+    def loss(self, x: Tensor, *, sparsity_scale: float = 1.0, aux=None) -> LossOutput:
+        """Training loss: squared error summed over `d_in`, plus `sparsity_scale` x sparsity penalty, plus `aux`, an
+        auxiliary term that training builds and passes in (TopK family: an `AuxK` from the features it counts as dead).
+        How the trainer schedules, chooses and varies these terms is chapter 2's business, not the model's."""
         z = self.pre_acts(x)
-        codes, sparsity = self.train_codes(z, plain_l1)
+        codes, sparsity = self.train_codes(z)
         x_hat = self.decode(codes)
         dt = torch.promote_types(x_hat.dtype, x.dtype)   # under bf16 autocast (chapter 2) the error is still summed in fp32
         mse = (x_hat.to(dt) - x.to(dt)).pow(2).sum(-1).mean(-1)
-        aux = self.aux_loss(x, x_hat, z, dead_mask, auxk, aux_input)
-        total = (mse + sparsity_scale * sparsity + aux).sum()
-        return LossOutput(total, mse.detach(), sparsity.detach(), aux.detach(), codes.detach(), x_hat.detach())
+        aux_value = self.aux_loss(x, x_hat, z, aux)
+        total = (mse + sparsity_scale * sparsity + aux_value).sum()
+        return LossOutput(total, mse.detach(), sparsity.detach(), aux_value.detach(), codes.detach(), x_hat.detach())
 
     # -- decoder norms and activation scale ------------------------------------------------------
     @torch.no_grad()
@@ -303,15 +303,41 @@ class ReLUSAE(SAE):
         super().__init__(d_in, d_sae, **kw); self.l1_coeff = number(l1_coeff, "l1_coeff", "a ReLU SAE", lo=0)
     def extra_config(self): return dict(l1_coeff=self.l1_coeff)
     def activation(self, z): return torch.relu(z)
-    def sparsity_loss(self, codes, z, plain_l1=False):  # sum over tokens first: one reduction, not a product over [n, d_sae]
-        per_feature = codes.sum(-2) if plain_l1 else codes.sum(-2) * self.W_dec.norm(dim=-1)
-        return self.l1_coeff * per_feature.sum(-1) / codes.shape[-2]
+    def sparsity_loss(self, codes, z):  # sum over tokens first: one reduction, not a product over [n, d_sae]
+        return self.l1_coeff * (codes.sum(-2) * self.W_dec.norm(dim=-1)).sum(-1) / codes.shape[-2]
 
 # %% ../nbs/01_sae.ipynb #8f70d5af
 def _topk_codes(z: Tensor, k: int) -> Tensor:
     "Keep the `k` largest entries of the last axis (then ReLU), zero elsewhere."
     vals, idx = z.topk(min(k, z.shape[-1]), dim=-1, sorted=False)
     return torch.zeros_like(z).scatter(-1, idx, torch.relu(vals))
+
+# %% ../nbs/01_sae.ipynb #a064b56a
+class AuxK:
+    """The AuxK loss against dead features of a TopK-family SAE (Gao et al.), as training builds it each step from
+    `dead_mask` (`[*members, d_sae]`, True for a feature that has not fired for a while) and passes it to `SAE.loss`.
+    `plan` says how many dead features reconstruct the residual and with what weight, `value` scores them; a
+    recipe's own variant overrides the two (chapter 2's `AuthorsAuxK`)."""
+    def __init__(self, dead_mask: Tensor): self.dead_mask = dead_mask
+
+    def plan(self, sae) -> tuple[int, Tensor] | None:
+        "`(k_aux, weight [*members])` for `sae`, or None when the loss does not apply (nothing dead, or `aux_coeff` 0)."
+        if not bool(self.dead_mask.any()) or sae.aux_coeff == 0: return None
+        n_dead = self.dead_mask.sum(-1)                              # [*members]
+        return min(sae.aux_k, int(n_dead.max())), sae.aux_coeff * (n_dead > 0).to(sae.W_dec.dtype)
+
+    def value(self, sae, e_hat: Tensor, x: Tensor, x_hat: Tensor, weight: Tensor) -> Tensor:
+        "`weight * ||e_hat - e||^2` per member, the target the detached residual `e = x - x_hat` (table above)."
+        e = (x.to(x_hat.dtype) - x_hat).detach()
+        return weight * (e_hat - e).pow(2).sum(-1).mean(-1)
+
+    def __call__(self, sae, x: Tensor, x_hat: Tensor, z: Tensor) -> Tensor:
+        "The loss on the dense path: the `k_aux` largest dead pre-activations `z` reconstruct the residual."
+        plan = self.plan(sae)
+        if plan is None: return x_hat.new_zeros(x_hat.shape[:-2])
+        k_aux, weight = plan
+        z_dead = z.masked_fill(~sae.per_token(self.dead_mask), float("-inf"))
+        return self.value(sae, _topk_codes(z_dead, k_aux) @ sae.W_dec, x, x_hat, weight)
 
 # %% ../nbs/01_sae.ipynb #bb0a9d2f
 @register_sae
@@ -329,31 +355,8 @@ class TopKSAE(SAE):
     def extra_config(self): return dict(k=self.k, aux_k=self.aux_k, aux_coeff=self.aux_coeff)
     def activation(self, z): return _topk_codes(z, self.k)
 
-    def aux_plan(self, dead_mask: Tensor | None, auxk: str):
-        "`(k_aux, weight [*members])` of the AuxK loss for this dead mask, or None when it does not apply."
-        if auxk not in ("saens", "authors"): raise ValueError(f"auxk: expected 'saens' or 'authors', got {auxk!r}")
-        if dead_mask is None or not bool(dead_mask.any()): return None
-        n_dead = dead_mask.sum(-1)                                   # [*members]
-        if auxk == "saens":
-            if self.aux_coeff == 0: return None
-            return min(self.aux_k, int(n_dead.max())), self.aux_coeff * (n_dead > 0).to(self.W_dec.dtype)
-        k_nominal = max(1, self.d_sae // 2)
-        return min(k_nominal, int(n_dead.max())), (n_dead.to(self.W_dec.dtype) / k_nominal).clamp(max=1)
-
-    def aux_value(self, e_hat, x, x_hat, weight, auxk, aux_input):
-        "`weight * ||e_hat - e||^2` per member, with the target `e` and bias of the chosen AuxK (table above)."
-        if auxk == "saens": e = (x.to(x_hat.dtype) - x_hat).detach()
-        else:
-            e_hat = e_hat + self.per_token(self.b_dec)
-            e = (x if aux_input is None else aux_input).to(x_hat.dtype) - x_hat
-        return weight * (e_hat - e).pow(2).sum(-1).mean(-1)
-
-    def aux_loss(self, x, x_hat, z, dead_mask, auxk="saens", aux_input=None):
-        plan = self.aux_plan(dead_mask, auxk)
-        if plan is None: return x_hat.new_zeros(x_hat.shape[:-2])
-        k_aux, weight = plan
-        z_dead = z.masked_fill(~self.per_token(dead_mask), float("-inf"))
-        return self.aux_value(_topk_codes(z_dead, k_aux) @ self.W_dec, x, x_hat, weight, auxk, aux_input)
+    def aux_loss(self, x, x_hat, z, aux=None):
+        return super().aux_loss(x, x_hat, z) if aux is None else aux(self, x, x_hat, z)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.sparse: return super().forward(x)
@@ -460,10 +463,10 @@ class JumpReLUSAE(SAE):
         with torch.autocast(x.device.type, enabled=False): return super().pre_acts(x)
     fused = True   # train through chapter 37's one-pass kernel (the same values and gradients); False: the two functions above
     def train_activation(self, z): return _JumpReLU.apply(z, self.per_token(self.threshold), self.bandwidth)
-    def sparsity_loss(self, codes, z, plain_l1=False):
+    def sparsity_loss(self, codes, z):
         return self.sparsity_coeff * _Step.apply(z, self.per_token(self.threshold), self.bandwidth).sum(-1).mean(-1)
-    def train_codes(self, z, plain_l1=False):
-        if not self.fused: return super().train_codes(z, plain_l1)   # train_activation and sparsity_loss, as written
+    def train_codes(self, z):
+        if not self.fused: return super().train_codes(z)   # train_activation and sparsity_loss, as written
         codes, l0 = jumprelu_and_l0(z, self.per_token(self.threshold), self.bandwidth)
         return codes, self.sparsity_coeff * l0.mean(-1)
     def _scale_thresholds_(self, s): self.log_threshold += s.log()

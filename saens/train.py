@@ -21,13 +21,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .utils import atomic_write, closest, number, tensor_digest
-from .sae import SAE
+from .sae import SAE, AuxK, LossOutput
 
 # %% auto #0
 __all__ = ['PROFILES', 'RECIPES', 'RECIPE_FIELDS', 'RECIPE_DATA', 'STORAGE_FIELDS', 'HYPERPARAMETERS', 'CHECKPOINT_NAME',
            'current_profile', 'by_profile', 'resolve_device', 'TrainConfig', 'config_help', 'lr_at',
            'sparsity_scale_at', 'BatchSource', 'geometric_median', 'load_checkpoint', 'SingleProcess', 'MemberBatches',
-           'clip_grad_norm_', 'train_sae']
+           'clip_grad_norm_', 'train_sae', 'AuthorsAuxK', 'without_norm_pull']
 
 # %% ../nbs/02_train.ipynb #2ffd71fc
 PROFILES = ("ci", "laptop", "paper")
@@ -82,7 +82,7 @@ class TrainConfig:
     b_dec_data: str | None = None      # boosting: b_dec from the stage's own "input" (its residual) or the "raw" activations
     n_init_samples: int = 4096         # activations used to estimate s and b_dec
     dead_window: int | None = None     # tokens without firing after which a feature counts as dead (feeds AuxK)
-    auxk: str | None = None            # TopK family: the "saens" or the "authors" AuxK loss (chapter 1)
+    auxk: str | None = None            # TopK family: the "saens" AuxK (chapter 1) or the "authors" one (`AuthorsAuxK`, below)
     data_seed: str | None = None       # "config": data order from `seed`; "model": from each SAE's (member's) own seed
     seed: int = 0                      # data order when data_seed == "config"
     precision: str = "fp32"            # "bf16": the forward pass under bfloat16 autocast (weights, Adam, JumpReLU pre-activations stay fp32)
@@ -357,6 +357,7 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
     start, history = 0, []
     mode = sae.decoder_norm if cfg.decoder_norm == "auto" else "renormalise"   # "penalise", "constrain" or "renormalise"
     aux_raw = cfg.auxk == "authors" and (raw_src is not None or transform is not None)
+    plain_l1 = mode == "renormalise" and sae.decoder_norm == "penalise"        # the norms sit in the penalty (ReLU)
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
 
     st = comm.main_only(lambda: load_checkpoint(ckpt) if ckpt is not None and cfg.resume and ckpt.exists() else None)
@@ -402,11 +403,14 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
         x = x * scale
         for g in opt.param_groups: g["lr"] = lr_at(cfg, step)
         dead = since_fired >= cfg.dead_window
-        with amp: out = comm.loss(sae, x, sparsity_scale=sparsity_scale_at(cfg, step), dead_mask=dead,
-                                  plain_l1=mode == "renormalise", auxk=cfg.auxk, aux_input=x_raw)
-        _finite_or_raise(out.loss.detach(), step, "the loss")
+        aux = AuthorsAuxK(dead, x_raw) if cfg.auxk == "authors" else AuxK(dead)   # the recipe's AuxK (above)
+        lam = sparsity_scale_at(cfg, step)
+        with amp:
+            out = comm.loss(sae, x, sparsity_scale=lam, aux=aux)
+            loss = without_norm_pull(sae, out, lam) if plain_l1 else out.loss
+        _finite_or_raise(loss.detach(), step, "the loss")
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         comm.sync_grads(sae)
         if cfg.grad_clip: clip_grad_norm_(sae, cfg.grad_clip)
         if mode == "constrain": sae.project_decoder_grad_()
@@ -435,3 +439,27 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
     sae.history, sae.activation_scale = history, scale
     return sae
 
+
+# %% ../nbs/02_train.ipynb #e7df252a
+class AuthorsAuxK(AuxK):
+    """The authors' AuxK (SAELens 5's, chapter 1's table): up to `d_sae / 2` dead features with weight
+    `min(n_dead / (d_sae / 2), 1)`, the decoder bias added to their reconstruction, and a target that is not detached
+    and may come from another input, `target` (the raw activations of a boosting stage, chapter 3)."""
+    def __init__(self, dead_mask: Tensor, target: Tensor | None = None):
+        super().__init__(dead_mask); self.target = target
+
+    def plan(self, sae):
+        if not bool(self.dead_mask.any()): return None
+        n_dead, k_nominal = self.dead_mask.sum(-1), max(1, sae.d_sae // 2)
+        return min(k_nominal, int(n_dead.max())), (n_dead.to(sae.W_dec.dtype) / k_nominal).clamp(max=1)
+
+    def value(self, sae, e_hat, x, x_hat, weight):
+        e = (x if self.target is None else self.target).to(x_hat.dtype) - x_hat
+        return weight * (e_hat + sae.per_token(sae.b_dec) - e).pow(2).sum(-1).mean(-1)
+
+def without_norm_pull(sae: SAE, out: LossOutput, sparsity_scale: float = 1.0) -> Tensor:
+    """`out.loss` of a ReLU SAE with unit decoder rows, with plain L1's gradient instead of the decoder-norm-weighted
+    L1's: the same value, minus the weighted penalty's pull on the rows' lengths (above)."""
+    norms = sae.W_dec.norm(dim=-1)                                   # [*members, d_sae]; 1 in value
+    pull = (out.codes.float().mean(-2) * (norms - norms.detach())).sum()
+    return out.loss - sparsity_scale * sae.l1_coeff * pull
