@@ -49,12 +49,11 @@ def ablation_variants(exp: Experiment, base: str = "saens") -> list[tuple[str, E
                    **{k: v for k, v in fields.items() if k != "keep_bos"}}
         e.keep_bos = fields.get("keep_bos", mine["keep_bos"])
         return e
-    out = [(f"{base} (base)", make(mine))]
+    out, whole = [(f"{base} (base)", make(mine))], dict(mine)     # whole: every acting difference at once, the other recipe
     for name, keys in DIFFERENCES.items():
         acts = exp.arch in _ACTS_ON.get(name, (exp.arch,)) and any(mine[k] != theirs[k] for k in keys)
+        if acts: whole.update({k: theirs[k] for k in keys})
         out.append((name, make({**mine, **{k: theirs[k] for k in keys}}) if acts else None))
-    acting = [keys for name, keys in DIFFERENCES.items() if exp.arch in _ACTS_ON.get(name, (exp.arch,))]
-    whole = {**mine, **{k: theirs[k] for keys in acting for k in keys}}     # every difference at once: the other recipe
     out.append((f"{other} (whole recipe)", make(whole) if whole != mine else None))
     return out
 

@@ -194,8 +194,10 @@ def recorded_summary(names, profile: str = "laptop", root=None) -> str:
         if rec is None: raise FileNotFoundError(f"no recorded run {name}-{profile} in {Path(root or RESULTS_DIR)}")
         cfg = rec["meta"]["config"]
         J, run = cfg["J"], rec["run"]
-        at = lambda metric, method, j=J: summarize(rec["records"], metric)[method, j][0]
-        null = lambda metric: f"{at(metric, 'bagging'):.3f}" if all(metric in r for r in rec["records"]) else "—"
+        S = {m: summarize(rec["records"], m) for m in ("ev", "l0", "stability", "stability_random", "stability_data")
+             if all(m in r for r in rec["records"])}                 # each metric summarised once
+        at = lambda metric, method, j=J: S[metric][method, j][0]
+        null = lambda metric: f"{at(metric, 'bagging'):.3f}" if metric in S else "—"
         rows.append([f"`{name}` ({cfg['arch']})", f"{cfg['train']['n_tokens']:,}", f"{(run.get('training_seconds') or run.get('seconds', float('nan'))) / 3600:.1f} h",
                      " / ".join(f"{at('ev', m, j):.3f}" for m, j in (("bagging", 1), ("expanded", J), ("bagging", J), ("boosting", J))),
                      " / ".join(f"{at('l0', m, j):.0f}" for m, j in (("bagging", 1), ("expanded", J), ("bagging", J), ("boosting", J))),

@@ -26,3 +26,12 @@ def test_outside_jupyter_the_default_is_laptop_and_the_variable_always_wins(monk
     monkeypatch.setenv("SAENS_PROFILE", "laptop")
     assert T.current_profile() == "laptop"
     assert capsys.readouterr().err == ""                                 # nothing to announce when the size was chosen
+
+
+def test_the_three_settings_share_one_laptop_cache():
+    """The laptop profiles of gelu-1l, pythia-160m and gemma-2-2b are one regime on one set of cached tokens (chapters 10
+    to 12); a change to one file's cache fields alone would silently give that setting its own cache and its own data."""
+    from saens.config import load_config
+    from saens.experiments import cache_dir
+    dirs = {name: cache_dir(load_config(name, "laptop")) for name in ("gelu-1l", "pythia-160m", "gemma-2-2b")}
+    assert len(set(dirs.values())) == 1, dirs
