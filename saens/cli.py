@@ -70,8 +70,9 @@ def _cmd_train(args) -> int:
     setup_command(args)
     from saens.experiments import check_resources, training_data, train_methods, run_dir
     exp = _exp(args); preflight(exp)
-    if exp.profile == "paper": check_resources(exp)
-    cache, data = training_data(exp)
+    lm = exp.language_model() if exp.stream else None    # a streamed run's model is loaded once, and counted
+    if exp.profile == "paper": check_resources(exp, lm=lm)
+    cache, data = training_data(exp, lm=lm)
     train_methods(exp, data, args.methods)
     print(f"trained models in {run_dir(exp)}")
     return 0

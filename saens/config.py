@@ -9,13 +9,14 @@ import copy
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import torch
 import yaml
 
 import saens
 from .activations import CacheConfig
 from .record import run_settings, settings_fingerprint
 from .sae import make_sae
-from .train import RECIPE_DATA, RECIPES, TrainConfig, current_profile
+from .train import RECIPE_DATA, RECIPES, TrainConfig, current_profile, resolve_device
 from .utils import check_keys, closest, markdown_table, number
 
 # %% auto #0
@@ -67,10 +68,26 @@ class Experiment:
     def train_config(self, **kw) -> TrainConfig:
         return TrainConfig(**{**self.train, **kw})
 
+    @property
+    def device(self) -> str:
+        "Where it trains: `train.device`, else a GPU when there is one."
+        return resolve_device(self.train.get("device"))
+
+    @property
+    def model_dtype(self) -> str:
+        "The dtype its language model computes in on that device (`load_model`'s default: bfloat16 on a GPU that has it)."
+        from saens.models import default_dtype
+        return str(default_dtype(torch.device(self.device))).replace("torch.", "")
+
+    def language_model(self, device=None):
+        "Its language model, on `device` (default: `self.device`), in the dtype its activation cache asks for."
+        from saens.models import load_model
+        return load_model(self.model, device=device or self.device, dtype=getattr(torch, self.model_dtype))
+
     def cache_config(self) -> CacheConfig:
         return CacheConfig(model=self.model, hook=self.hook, corpus=self.corpus, ctx_len=self.ctx_len,
                            n_train_tokens=self.n_train_tokens, n_eval_tokens=self.n_eval_tokens, dtype=self.cache_dtype,
-                           keep_bos=self.keep_bos, store_train=not self.stream)
+                           keep_bos=self.keep_bos, store_train=not self.stream, model_dtype=self.model_dtype)
 
     def fingerprint(self) -> str:
         "A hash of what decides the trained models (`settings_fingerprint` of `run_settings`); it names the run's folder."

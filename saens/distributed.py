@@ -251,8 +251,7 @@ def _cmd_train(args) -> int:
     if args.stream: exp.stream = True
     if exp.stream:   # every process runs the model on its own share of the contexts (chapter 7b)
         from saens.experiments import open_stream
-        from saens.models import load_model
-        data = open_stream(exp, load_model(exp.model, device=local_device()))
+        data = open_stream(exp, exp.language_model(device=local_device()))
     else:
         d = cache_dir(exp)
         cache = ActivationCache(d) if (d / "manifest.json").exists() else None

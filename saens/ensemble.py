@@ -15,13 +15,13 @@ from torch import Tensor, nn
 from .utils import atomic_write_json, read_json, tensor_digest
 from .proposition import concat_codes, concat_dictionary, check_weights
 from .sae import SAE, Described, SAEConfig, load_sae, make_sae, save_sae
-from .train import BatchSource, SingleProcess, TrainConfig, train_sae
+from .train import BatchSource, SingleProcess, TrainConfig, run_steps, train_sae, train_steps
 from .memory import hold_residuals, next_residual
 
 
 # %% auto #0
-__all__ = ['Ensemble', 'save_ensemble', 'load_ensemble', 'data_width', 'member_checkpoints', 'train_bagging', 'boosting_residual',
-           'train_boosting', 'train_expanded']
+__all__ = ['STEPS', 'Ensemble', 'save_ensemble', 'load_ensemble', 'data_width', 'member_checkpoints', 'bagging_steps',
+           'boosting_residual', 'boosting_steps', 'expanded_steps', 'train_bagging', 'train_boosting', 'train_expanded']
 
 # %% ../nbs/03_ensemble.ipynb #a71e384c
 _SAE_API = ("encode", "decode", "W_dec", "b_dec", "d_in", "d_sae")
@@ -177,12 +177,12 @@ def member_checkpoints(cfg: TrainConfig, name: str) -> TrainConfig:
     "`cfg` with its checkpoints in the subfolder `name` (one per boosting stage), unchanged if it has none."
     return replace(cfg, checkpoint_dir=str(Path(cfg.checkpoint_dir) / name)) if cfg.checkpoint_dir else cfg
 
-def train_bagging(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, J: int = 8, seed: int = 0,
-                  comm: SingleProcess | None = None, **sae_kwargs) -> Ensemble:
-    "Naive bagging: `J` SAEs differing only in initial weights, trained jointly as one stacked module; weights 1/J."
+def bagging_steps(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, J: int = 8, seed: int = 0,
+                  comm: SingleProcess | None = None, **sae_kwargs):
+    "`train_bagging` as a step generator (`train_steps`): yields the step it is about to take, returns the ensemble."
     cfg = cfg or TrainConfig()
     stacked = make_sae(arch, data_width(data), d_sae, n_members=J, seed=seed, **sae_kwargs)
-    train_sae(stacked, data, member_checkpoints(cfg, "bagging"), desc=f"bagging J={J}", comm=comm)
+    yield from train_steps(stacked, data, member_checkpoints(cfg, "bagging"), desc=f"bagging J={J}", comm=comm)
     members = stacked.unstack()
     for m in members: m.history = stacked.history; m.activation_scale = stacked.activation_scale
     return Ensemble(members, mode="bagging")
@@ -193,10 +193,10 @@ def boosting_residual(members: list, x: Tensor) -> Tensor:
     for m in members: x = x - m(x)
     return x
 
-def train_boosting(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, J: int = 8, seed: int = 0,
-                   comm: SingleProcess | None = None, residuals: str = "auto", **sae_kwargs) -> Ensemble:
-    """Boosting: member j is trained on the residual left by the frozen members < j; weights 1.
-    `residuals`: 'materialise' (update every row's residual once per stage), 'per_step', or 'auto' (see above)."""
+def boosting_steps(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, J: int = 8, seed: int = 0,
+                   comm: SingleProcess | None = None, residuals: str = "auto", **sae_kwargs):
+    """`train_boosting` as a step generator: member j's step s is position `j * n_steps + s`, so boosting runs started
+    together stay at one place in the data, stage after stage; returns the ensemble."""
     cfg, comm = cfg or TrainConfig(), comm or SingleProcess()
     d_in, members = data_width(data), []
     held, r, r_upto = hold_residuals(data, residuals), data, 0     # r: the residual of every row after `r_upto` members
@@ -210,18 +210,36 @@ def train_boosting(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, 
         if held:
             for m in members[r_upto:]: r = next_residual(m, r, device=cfg.device)
             r_upto = len(members)
-        m = train_sae(make_sae(arch, d_in, d_sae, seed=seed + j, **sae_kwargs), r if held else data, c,
-                      transform=None if held or not prev else (lambda x, prev=prev: boosting_residual(prev, x)),
-                      raw=data if held and prev else None,
-                      desc=f"boosting {j + 1}/{J}", comm=comm)
+        m = yield from train_steps(make_sae(arch, d_in, d_sae, seed=seed + j, **sae_kwargs), r if held else data, c,
+                                   transform=None if held or not prev else (lambda x, prev=prev: boosting_residual(prev, x)),
+                                   raw=data if held and prev else None,
+                                   desc=f"boosting {j + 1}/{J}", comm=comm, offset=j * c.n_steps)
         m.requires_grad_(False)
         if done is not None and comm.is_main: save_sae(m, done)
         members.append(m)
     return Ensemble(members, mode="boosting")
 
+def expanded_steps(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, J: int = 8, seed: int = 0,
+                   comm: SingleProcess | None = None, **sae_kwargs):
+    "`train_expanded` as a step generator."
+    cfg = cfg or TrainConfig()
+    return (yield from train_steps(make_sae(arch, data_width(data), J * d_sae, seed=seed, **sae_kwargs), data,
+                                   member_checkpoints(cfg, "expanded"), desc=f"expanded {J}x", comm=comm))
+
+def train_bagging(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, J: int = 8, seed: int = 0,
+                  comm: SingleProcess | None = None, **sae_kwargs) -> Ensemble:
+    "Naive bagging: `J` SAEs differing only in initial weights, trained jointly as one stacked module; weights 1/J."
+    return run_steps(bagging_steps(arch, d_sae, data, cfg, J, seed, comm, **sae_kwargs))
+
+def train_boosting(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, J: int = 8, seed: int = 0,
+                   comm: SingleProcess | None = None, residuals: str = "auto", **sae_kwargs) -> Ensemble:
+    """Boosting: member j is trained on the residual left by the frozen members < j; weights 1.
+    `residuals`: 'materialise' (update every row's residual once per stage), 'per_step', or 'auto' (see above)."""
+    return run_steps(boosting_steps(arch, d_sae, data, cfg, J, seed, comm, residuals, **sae_kwargs))
+
 def train_expanded(arch: str, d_sae: int, data, cfg: TrainConfig | None = None, J: int = 8, seed: int = 0,
                    comm: SingleProcess | None = None, **sae_kwargs) -> SAE:
     "The baseline: one SAE with `J * d_sae` features and the same other hyperparameters."
-    cfg = cfg or TrainConfig()
-    return train_sae(make_sae(arch, data_width(data), J * d_sae, seed=seed, **sae_kwargs), data, member_checkpoints(cfg, "expanded"),
-                     desc=f"expanded {J}x", comm=comm)
+    return run_steps(expanded_steps(arch, d_sae, data, cfg, J, seed, comm, **sae_kwargs))
+
+STEPS = dict(expanded=expanded_steps, bagging=bagging_steps, boosting=boosting_steps)   # each trainer's step generator

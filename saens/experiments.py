@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -16,18 +17,19 @@ from pathlib import Path
 import torch
 
 from .activations import ActivationCache, CacheError, cache_activations
-from .ensemble import load_ensemble, save_ensemble, train_bagging, train_boosting, train_expanded
+from .ensemble import STEPS, load_ensemble, save_ensemble, train_bagging, train_boosting, train_expanded
 from .metrics import evaluate_models
 from .sae import load_sae, save_sae
 from .utils import atomic_write_json, atomic_write_text, folder_lock, free_bytes, markdown_table, save_png, saens_home
 from .config import CONFIG_DIR, Experiment, config_names, load_config, profiles_table   # chapter 8a; kept importable from here
 from .report import METHODS, convergence_note, plot_sweep, plot_table1, plot_training_curves, report_table
-from .train import SingleProcess, TrainConfig, resolve_device
+from .train import SingleProcess, TrainConfig, resolve_device, run_together
 
 # %% auto #0
-__all__ = ['SEED_SET_STRIDE', 'METHOD_IO', 'cache_dir', 'run_dir', 'get_cache', 'open_stream', 'training_data', 'ResourceError',
-           'resource_estimate', 'check_resources', 'method_seed', 'train_methods', 'train_and_evaluate',
-           'sub_ensembles', 'run_experiment', 'coefficient_sweep', 'run_setting']
+__all__ = ['CODE_BYTES', 'SEED_SET_STRIDE', 'METHOD_IO', 'cache_dir', 'run_dir', 'get_cache', 'open_stream', 'training_data',
+           'ResourceError', 'model_keys', 'model_bytes', 'first_passes', 'resource_estimate', 'check_resources',
+           'method_seed', 'train_methods', 'train_and_evaluate', 'sub_ensembles', 'run_experiment', 'coefficient_sweep',
+           'run_setting']
 
 # %% ../nbs/08_experiments.ipynb #496580a0
 def cache_dir(exp: Experiment) -> Path:
@@ -48,9 +50,7 @@ def get_cache(exp: Experiment, lm=None, progress: bool = True, deep: bool = Fals
             c = ActivationCache(d, deep=deep)
             if c.complete: return c
         except CacheError as e: print(f"{e}\nrepairing it now", file=sys.stderr)   # cache_activations keeps the good shards
-    if lm is None:
-        from saens.models import load_model
-        lm = load_model(exp.model)
+    if lm is None: lm = exp.language_model()
     return cache_activations(lm, d, exp.cache_config(), progress=progress)
 
 def open_stream(exp: Experiment, lm, device=None):
@@ -61,9 +61,7 @@ def open_stream(exp: Experiment, lm, device=None):
 def training_data(exp: Experiment, lm=None, progress: bool = True) -> tuple[ActivationCache, object]:
     """The held-out cache of `exp` and what it trains on: the cached training rows, or (`exp.stream`) an
     `ActivationStream` of the same rows (chapter 7b), which loads the model if `lm` is not given."""
-    if exp.stream and lm is None:
-        from saens.models import load_model
-        lm = load_model(exp.model)
+    if exp.stream and lm is None: lm = exp.language_model()
     cache = get_cache(exp, lm=lm, progress=progress)
     if not exp.stream: return cache, cache.train.tensor()     # storage dtype; train_sae casts each batch to fp32
     return cache, open_stream(exp, lm, device=exp.train.get("device"))
@@ -75,35 +73,75 @@ class ResourceError(RuntimeError):
 def _n_params(arch: str, d_in: int, d_sae: int) -> int:
     return 2 * d_in * d_sae + d_sae + d_in + (d_sae if arch == "jumprelu" else 0)   # W_enc, W_dec, b_enc, b_dec (+ threshold)
 
-def resource_estimate(exp: Experiment, lm=None) -> dict:
-    "Bytes `exp` needs: `{'device': {item: bytes}, 'disk': {item: bytes}}` (see above); `lm` adds the model's own size."
+# Peak bytes one training step holds per code element (batch row x feature): pre-activations, codes, their gradients
+# and the architecture's own temporaries, for (one SAE, J stacked members). Measured on the CPU as the peak resident
+# memory that a few steps add (tests/test_memory_estimate.py measures again and holds the estimate within 25%).
+CODE_BYTES = dict(relu=(16, 17), topk=(8, 12), batchtopk=(28, 27), jumprelu=(29, 30))
+
+def model_keys(exp: Experiment, methods=METHODS) -> list[tuple]:
+    "The models of a comparison, `(method, J, seed)`, in the order they are trained."
+    return [(method, J, s) for s in range(exp.n_ensembles) for method in methods
+            for J in (exp.expanded_J if method == "expanded" else (exp.J,))]
+
+def model_bytes(exp: Experiment, method: str, J: int) -> int:
+    """Device memory one model holds while it trains: weights, gradients and Adam's moments (16 bytes a parameter) and
+    one batch's `CODE_BYTES`; for boosting, its first member (a later one trains one member and runs the frozen ones)."""
+    d, m, B = exp.d_in, exp.d_sae, exp.train_config().batch_size
+    one, stacked = CODE_BYTES.get(exp.arch, (32, 32))        # an architecture of your own: the most measured, and more
+    if method == "expanded": return 16 * _n_params(exp.arch, d, J * m) + one * B * J * m
+    if method == "bagging": return 16 * J * _n_params(exp.arch, d, m) + stacked * B * J * m
+    return 16 * _n_params(exp.arch, d, m) + one * B * m
+
+def first_passes(exp: Experiment, free: int | None, keys=None) -> list[list[tuple]]:
+    """The models `keys` (default: all of `exp`'s) cut, in order, into groups that fit in `free` bytes when stepped
+    together: one first pass over the stream each (a model too large for `free` alone is a group of its own; None: one group)."""
+    groups, used = [], 0
+    for key in model_keys(exp) if keys is None else keys:
+        need = model_bytes(exp, key[0], key[1])
+        if not groups or (free is not None and used + need > free): groups.append([]); used = 0
+        groups[-1].append(key); used += need
+    return groups
+
+def resource_estimate(exp: Experiment, lm=None, free: int | None = None) -> dict:
+    """Bytes `exp` needs: `{'device': {item: bytes}, 'disk': {item: bytes}}` (see above); `lm` adds the model's own size.
+    Streamed, its models are stepped together in passes that fit in `free` bytes of the device (None: all in one)."""
     d, m, J, B = exp.d_in, exp.d_sae, exp.J, exp.train_config().batch_size
     store = {"float16": 2, "bfloat16": 2, "float32": 4}[exp.cache_dtype]
     P_wide, P_member = _n_params(exp.arch, d, J * m), _n_params(exp.arch, d, m)
     P_stack = J * P_member
-    device = {"SAE weights, gradients, Adam moments": 16 * max(P_wide, P_stack),
-              "one batch: pre-activations, codes, gradients": 16 * B * J * m}
+    device = {}
     if exp.stream:
         device["shuffle buffer"] = exp.buffer_tokens * d * store
         if lm is not None:
             tc = lm.model.config.get_text_config()
             device["language model"] = sum(p.numel() * p.element_size() for p in lm.model.parameters())
-            device["one forward batch of the model"] = 16 * exp.ctx_len * 4 * (24 * lm.d_model + getattr(tc, "num_attention_heads", 16) * exp.ctx_len)
+            C, T = exp.cache_config().batch_contexts, exp.ctx_len         # contexts per forward, tokens per context
+            scores = C * getattr(tc, "num_attention_heads", 16) * T * T * 4 * 3 if lm.attention == "eager" else 0
+            device["one forward batch of the model"] = C * T * lm.dtype.itemsize * 24 * lm.d_model + scores
+        groups = first_passes(exp, None if free is None else free - sum(device.values()))
+        size = lambda g: sum(model_bytes(exp, k[0], k[1]) for k in g)
+        big = max(groups, key=size)
+        device[f"SAEs of the largest first pass ({len(big)} of {sum(map(len, groups))} models; {len(groups)} first passes)"] = size(big)
+    else:
+        device["SAE weights, gradients, Adam moments"] = 16 * max(P_wide, P_stack)
+        device["one batch: pre-activations, codes, gradients"] = max(CODE_BYTES.get(exp.arch, (32, 32))) * B * J * m
     done = (cache_dir(exp) / "manifest.json").exists() and ActivationCache(cache_dir(exp)).complete
     per_seed = P_wide * len(exp.expanded_J) + P_stack + P_stack   # expanded, bagging, boosting's J members
     disk = {"held-out cache": 0 if done else exp.n_eval_tokens * d * store,
             "training cache": 0 if done or exp.stream else exp.n_train_tokens * d * store,
-            "checkpoints (weights + Adam moments)": exp.n_ensembles * (12 * per_seed + 4 * P_stack),
+            "checkpoints of the jobs in progress (weights + Adam moments)": 12 * P_wide + 12 * (    # + the one being written
+                exp.n_ensembles * (P_wide + 2 * P_stack) if exp.stream else max(P_wide, P_stack)),
             "saved models": exp.n_ensembles * 4 * per_seed}
     return dict(device=device, disk=disk)
 
 def check_resources(exp: Experiment, lm=None, log=print, available: dict | None = None) -> dict:
     """Print `resource_estimate(exp)` against the free memory of the training device and the free disk under
-    `saens_home()`; raise `ResourceError` if either does not fit. `available` overrides what is measured (for tests)."""
+    `saens_home()`; raise `ResourceError` if either does not fit. `available` overrides what is measured (for tests).
+    A streamed job steps its models together in passes that fit (`first_passes`), and is estimated so."""
     from saens.memory import available_bytes
-    est = resource_estimate(exp, lm)
-    dev = exp.train.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    dev = exp.device
     have = {**dict(device=available_bytes(dev), disk=free_bytes(saens_home())), **(available or {})}
+    est = resource_estimate(exp, lm, free=have["device"])
     G = lambda b: f"{b / 2**30:,.1f} GiB" if b is not None else "unknown"
     rows = [[kind, item, G(b)] for kind in ("device", "disk") for item, b in est[kind].items()]
     need = {k: sum(v.values()) for k, v in est.items()}
@@ -131,44 +169,93 @@ METHOD_IO = dict(expanded=(train_expanded, save_sae, load_sae, "config.json"),
                   boosting=(train_boosting, save_ensemble, load_ensemble, "ensemble.json"))
 
 def train_methods(exp: Experiment, data, methods=METHODS, out: Path | None = None, progress: bool = True,
-                  log=print, trainers: dict | None = None, comm: SingleProcess | None = None, **train_kw) -> dict:
+                  log=print, trainers: dict | None = None, comm: SingleProcess | None = None, together: bool | None = None,
+                  pass_memory: int | None = None, **train_kw) -> dict:
     """Train (or load, if already trained in `out`) every method for every seed; `{(method, J, seed): SAE or Ensemble}`.
     Several processes run the same loop (chapter 14): `trainers` replaces a method's trainer (`{method: fn(arch, d_sae,
     data, cfg, J=, seed=, **sae_kwargs)}`), `comm` says which process looks at and writes the files, and `train_kw`
-    (such as `device`) goes into every `TrainConfig`."""
+    (such as `device`) goes into every `TrainConfig`. `together` (default: when the data is a stream and no `trainers`
+    are given) steps the models together (chapter 3), as many at a time as fit in `pass_memory` bytes (default: the
+    device's free memory less the shuffle buffer; `first_passes`): a first pass over the stream for each such group,
+    and then one pass for each later boosting stage of every seed."""
+    from saens.stream import ActivationStream
     comm = comm or SingleProcess()
     out = Path(out or run_dir(exp)); models = {}
     device = resolve_device(train_kw.pop("device", None) or exp.train.get("device"))   # a GPU when there is one
     if device.startswith("cuda"): torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     reads = dict(model_name=exp.model, hook_name=exp.hook, context_size=exp.ctx_len)   # kept in each SAE's `cfg`
     where = f" on {comm.world_size} processes" if comm.world_size > 1 else ""
-    for s in range(exp.n_ensembles):
-        for method in methods:
-            for J in (exp.expanded_J if method == "expanded" else (exp.J,)):
-                path = out / f"{method}-J{J}-seed{s}"
-                train, save, load, done = METHOD_IO[method]
-                train = (trainers or {}).get(method, train)
-                if comm.main_only(lambda: (path / done).exists()): m = load(path)
+    if together is None: together = trainers is None and isinstance(data, ActivationStream)
+    keys = model_keys(exp, methods)
+
+    def job(key, progress):
+        "Where model `key` goes, its files' functions, its TrainConfig and its seed."
+        method, J, s = key
+        path = out / f"{method}-J{J}-seed{s}"
+        cfg = exp.train_config(checkpoint_dir=str(out / "checkpoints" / path.name), progress=progress, device=device,
+                               checkpoint_every=exp.train.get("checkpoint_every", 200), **train_kw)
+        return path, METHOD_IO[method], cfg, method_seed(method, s + SEED_SET_STRIDE * exp.seed_set)
+
+    def finish(key, m, cfg, seconds, note=""):
+        "Save a trained model with its training curves, then delete its checkpoints and boosting's finished members: the saved model replaces them."
+        path, (_, save, _, _), _, _ = job(key, False)
+        m = m.describe(**reads)
+        if comm.is_main:
+            save(m, path)
+            method = key[0]
+            trained = [m] if method == "expanded" else m.members[:1] if method == "bagging" else m.members   # bagging's members share one log
+            curves = [getattr(t, "history", []) for t in trained]
+            atomic_write_json(path / "history.json", dict(batch_size=cfg.batch_size, seconds=seconds, curves=curves), indent=None)
+            for f in Path(cfg.checkpoint_dir).iterdir():
+                if f.is_dir(): shutil.rmtree(f)
+                elif f.name != ".lock": f.unlink()     # the lock stays: another process may be waiting on it
+            log(f"trained {path.name}{where}{note} in {seconds:.0f} s")
+        return m
+
+    def found(key):
+        "The saved model `key`, if it is there."
+        path, (_, _, load, done), _, _ = job(key, False)
+        return load(path) if comm.main_only(lambda: (path / done).exists()) else None
+
+    if together:
+        # first passes: as many models at a time as fit, each up to the end of boosting's first member; the later
+        # boosting stages (one small member training, the earlier ones frozen) of every seed then share the rest
+        with ExitStack() as held:
+            gens, cfgs, later = {}, {}, {}
+            for key in keys:
+                path, _, cfg, seed = job(key, False)
+                if comm.world_size == 1: held.enter_context(folder_lock(cfg.checkpoint_dir, log=log))
+                m = found(key)
+                if m is not None: models[key] = m.to("cpu").describe(**reads); continue
+                cfgs[key] = cfg
+                gens[key] = STEPS[key[0]](exp.arch, exp.d_sae, data, cfg, J=key[1], seed=seed, **exp.sae_kwargs)
+            t0, n_steps = time.time(), next(iter(cfgs.values())).n_steps if cfgs else 0   # boosting's member 1 ends there
+            note = f", stepped together with {len(gens) - 1} other(s)" if len(gens) > 1 else ""
+            def done(key, m): models[key] = finish(key, m, cfgs[key], time.time() - t0, note).to("cpu")
+            if pass_memory is None and exp.d_in is not None:
+                from saens.memory import available_bytes
+                free = available_bytes(device)
+                pass_memory = None if free is None else free - exp.buffer_tokens * exp.d_in * 4
+            for group in first_passes(exp, pass_memory if exp.d_in is not None else None, keys=list(gens)):
+                run_together({k: gens[k] for k in group}, on_done=done, until=n_steps, pending=later)
+            run_together({k: gens[k] for k in later}, on_done=done, pending=later)
+        return {k: models[k] for k in keys}
+
+    for key in keys:
+        path, (train, save, load, done), cfg, seed = job(key, progress)
+        train = (trainers or {}).get(key[0], train)
+        m = found(key)
+        if m is None:
+            # one process per model: a second `saens train` on the same home waits here, then loads what the first saved
+            # (several processes of one distributed run share the model, and take no lock)
+            with folder_lock(cfg.checkpoint_dir, log=log) if comm.world_size == 1 else nullcontext():
+                if comm.world_size == 1 and (path / done).exists(): m = load(path)   # saved while this one waited
                 else:
-                    # one process per model: a second `saens train` on the same home waits here, then loads what the first saved
-                    # (several processes of one distributed run share the model, and take no lock)
-                    ckpt = out / "checkpoints" / path.name
-                    with folder_lock(ckpt, log=log) if comm.world_size == 1 else nullcontext():
-                        if comm.world_size == 1 and (path / done).exists(): m = load(path)   # saved while this one waited
-                        else:
-                            t0 = time.time()
-                            cfg = exp.train_config(checkpoint_dir=str(ckpt), progress=progress, device=device,
-                                                   checkpoint_every=exp.train.get("checkpoint_every", 200), **train_kw)
-                            seed = method_seed(method, s + SEED_SET_STRIDE * exp.seed_set)
-                            m = train(exp.arch, exp.d_sae, data, cfg, J=J, seed=seed, **exp.sae_kwargs).describe(**reads)
-                            if comm.is_main:
-                                save(m, path)
-                                trained = [m] if method == "expanded" else m.members[:1] if method == "bagging" else m.members   # bagging's members share one log
-                                curves = [getattr(t, "history", []) for t in trained]
-                                atomic_write_json(path / "history.json", dict(batch_size=cfg.batch_size, seconds=time.time() - t0, curves=curves), indent=None)
-                                log(f"trained {path.name}{where} in {time.time() - t0:.0f} s")
-                models[method, J, s] = m.to("cpu").describe(**reads)   # off the GPU: evaluation brings each back in turn
+                    t0 = time.time()
+                    m = finish(key, train(exp.arch, exp.d_sae, data, cfg, J=key[1], seed=seed, **exp.sae_kwargs), cfg, time.time() - t0)
+        models[key] = m.to("cpu").describe(**reads)   # off the GPU: evaluation brings each back in turn
     return models
+
 
 # %% ../nbs/08_experiments.ipynb #9e9e0527
 def train_and_evaluate(exp: Experiment, methods=METHODS, sizes=(1,), progress: bool = False, lm=None,
@@ -194,7 +281,9 @@ def run_experiment(exp: Experiment, lm=None, methods=METHODS, sweep: bool = Fals
                    log=print) -> list[dict]:
     "Cache, train, evaluate; results (records.json, table1.md, figures) in `run_dir(exp)`."
     t0 = time.time()
-    if exp.profile == "paper": check_resources(exp, log=log)
+    if exp.profile == "paper":
+        if exp.stream and lm is None: lm = exp.language_model()   # the model and its forwards count too
+        check_resources(exp, lm=lm, log=log)
     cache, data = training_data(exp, lm=lm, progress=progress)
     log(f"{cache}{f', training from {data}' if exp.stream else ''}  [{time.time() - t0:.0f} s]")
     records = train_and_evaluate(exp, methods, None if sweep else (1,), progress, log=log, cached=(cache, data))  # J=1: the single SAE

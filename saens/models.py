@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 # %% auto #0
 __all__ = ['DEFAULT_MODEL', 'MODEL_ALIASES', 'GELU_1L_CONFIG', 'ModelNotAvailable', 'parse_hook', 'LanguageModel',
-           'convert_tl_gelu_1l', 'hub_offline', 'load_model']
+           'convert_tl_gelu_1l', 'hub_offline', 'default_dtype', 'default_attention', 'load_model']
 
 # %% ../nbs/06_models.ipynb #cafbd529
 DEFAULT_MODEL = "smollm2-135m"
@@ -64,6 +64,10 @@ class LanguageModel:
     def device(self) -> torch.device: return next(self.model.parameters()).device
     @property
     def dtype(self) -> torch.dtype: return next(self.model.parameters()).dtype
+    @property
+    def attention(self) -> str:
+        "transformers' attention implementation of the model (`eager`, `sdpa`, `flex_attention`, ...)."
+        return self.model.config._attn_implementation
     def __repr__(self): return f"LanguageModel({self.name!r}, n_layers={self.n_layers}, d_model={self.d_model}, {self.dtype}, {self.device})"
 
     def layers(self) -> nn.ModuleList:
@@ -229,15 +233,26 @@ def _load_tl(name, spec, dtype):
 
 _LOADERS = {"gguf": _load_gguf, "hf": _load_hf, "tl": _load_tl}
 
-def _default_dtype(device: torch.device) -> torch.dtype:
+def default_dtype(device: torch.device) -> torch.dtype:
+    "The dtype `load_model` loads in on `device`: bfloat16 on a GPU that supports it, else float32."
     return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
 
-def load_model(name: str = DEFAULT_MODEL, device=None, dtype: torch.dtype | None = None) -> LanguageModel:
-    "Load a causal LM by short name (`MODEL_ALIASES`), Hub id or local directory, frozen, in eval mode."
+def default_attention(config, device) -> str | None:
+    """The attention implementation `load_model` asks for: `flex_attention` on a GPU when the model soft-caps its attention
+    scores (Gemma 2), else None (transformers' own choice: SDPA where the architecture supports it)."""
+    softcap = getattr(config.get_text_config(), "attn_logit_softcapping", None)
+    return "flex_attention" if softcap and torch.device(device).type == "cuda" else None
+
+def load_model(name: str = DEFAULT_MODEL, device=None, dtype: torch.dtype | None = None,
+               attention: str | None = None) -> LanguageModel:
+    """Load a causal LM by short name (`MODEL_ALIASES`), Hub id or local directory, frozen, in eval mode; `attention`
+    names transformers' attention implementation (`eager`, `sdpa`, `flex_attention`; None: `default_attention`)."""
     device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
-    dtype = dtype or _default_dtype(device)
+    dtype = dtype or default_dtype(device)
     spec = MODEL_ALIASES.get(name, dict(kind="hf", id=name))
     model, tok = _LOADERS[spec["kind"]](name, spec, dtype)
+    attention = attention or default_attention(model.config, device)
+    if attention and attention != model.config._attn_implementation: model.set_attn_implementation(attention)
     model.to(device).eval().requires_grad_(False)
     if tok is not None and tok.pad_token is None and tok.eos_token is not None: tok.pad_token = tok.eos_token
     return LanguageModel(model, tok, name=name)

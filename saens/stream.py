@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .activations import CacheConfig, iter_documents, pack_contexts
+from .activations import CacheConfig, check_model_dtype, iter_documents, pack_contexts
 
 # %% auto #0
 __all__ = ['BufferOrder', 'BufferedRows', 'StreamExhausted', 'ActivationStream']
@@ -124,6 +124,7 @@ class ActivationStream:
                              "the shuffle buffer must hold at least one batch")
         self.lm, self.cfg, self.batch_size, self.buffer_tokens, self.seed = lm, cfg, batch_size, buffer_tokens, seed
         self.layer = lm.hook_layer(cfg.hook)               # a hook the model does not have fails here, before any work
+        check_model_dtype(lm, cfg)                         # so does a model in another dtype than cfg.model_dtype
         self.device = torch.device(device) if device is not None else lm.device
         self.n_contexts = math.ceil(cfg.n_train_tokens / cfg.rows_per_ctx)   # distinct training contexts, as in the cache
         self._shared = _shared if _shared is not None else dict(readers={}, orders={}, stats=dict(

@@ -26,8 +26,9 @@ from .sae import SAE, AuxK, LossOutput
 # %% auto #0
 __all__ = ['PROFILES', 'RECIPES', 'RECIPE_FIELDS', 'RECIPE_DATA', 'STORAGE_FIELDS', 'HYPERPARAMETERS', 'CHECKPOINT_NAME',
            'current_profile', 'by_profile', 'resolve_device', 'TrainConfig', 'config_help', 'lr_at',
-           'sparsity_scale_at', 'BatchSource', 'geometric_median', 'load_checkpoint', 'SingleProcess', 'MemberBatches',
-           'clip_grad_norm_', 'train_sae', 'AuthorsAuxK', 'without_norm_pull']
+           'sparsity_scale_at', 'BatchSource', 'geometric_median', 'load_checkpoint', 'SingleProcess', 'FiniteWatch',
+           'MemberBatches', 'clip_grad_norm_', 'train_steps', 'run_steps', 'train_sae', 'run_together', 'AuthorsAuxK',
+           'without_norm_pull']
 
 # %% ../nbs/02_train.ipynb #2ffd71fc
 PROFILES = ("ci", "laptop", "paper")
@@ -283,12 +284,36 @@ def _finite_or_raise(x: Tensor, step: int, what: str):
         raise ValueError(f"step {step}: {what} contains {bad} NaN/Inf value(s); the last checkpoint (if any) is intact")
 
 @torch.no_grad()
-def _batch_ev(x: Tensor, x_hat: Tensor, comm: SingleProcess | None = None) -> float:
-    "Explained variance of one batch (per dimension, then mean), averaged over members."
+def _ev_tensor(x: Tensor, x_hat: Tensor, comm: SingleProcess | None = None) -> Tensor:
+    "Explained variance of one batch (per dimension, then mean), averaged over members, as a tensor where `x` is."
     comm = comm or SingleProcess()
     resid = comm.sum((x - x_hat).pow(2).sum(-2))
     var = comm.sum((x - comm.mean(x.mean(-2, keepdim=True))).pow(2).sum(-2))
-    return (1 - resid / var.clamp_min(1e-12)).mean().item()
+    return (1 - resid / var.clamp_min(1e-12)).mean()
+
+def _batch_ev(x: Tensor, x_hat: Tensor, comm: SingleProcess | None = None) -> float:
+    "`_ev_tensor` as a number."
+    return _ev_tensor(x, x_hat, comm).item()
+
+class FiniteWatch:
+    """Notes, on the device and without waiting for it, the first step whose batch or loss holds NaN or Inf; `check()`
+    reads the note (one sync) and raises, naming that step. The trainer checks before every log, checkpoint and
+    `on_step`, so no checkpoint is ever written after a bad step."""
+    WHAT = ("the activation batch", "the loss")
+    def __init__(self, device):
+        self.first = torch.zeros((), dtype=torch.long, device=device)   # 0: none yet; else 2 * step + what + 1
+        self.count = torch.zeros((), dtype=torch.long, device=device)
+    @torch.no_grad()
+    def note(self, t: Tensor, step: int, what: int):
+        n = (~torch.isfinite(t)).sum()
+        new = (self.first == 0) & (n > 0)
+        self.first.copy_(torch.where(new, 2 * step + what + 1, self.first)); self.count.copy_(torch.where(new, n, self.count))
+    def check(self):
+        first = int(self.first)
+        if first:
+            step, what = divmod(first - 1, 2)
+            raise ValueError(f"step {step}: {self.WHAT[what]} contains {int(self.count)} NaN/Inf value(s); "
+                             "the last checkpoint (if any) is intact")
 
 class MemberBatches:
     "One `BatchSource` per stacked member, each with its own seed: batch `step` is `[J, n, d_in]`, member j's rows in its own order."
@@ -333,12 +358,13 @@ def clip_grad_norm_(sae: SAE, max_norm: float) -> Tensor:
 
 
 # %% ../nbs/02_train.ipynb #2c60a68d
-def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Callable[[Tensor], Tensor] | None = None,
-              raw=None, on_step: Callable[[int, dict], None] | None = None, desc: str = "train",
-              comm: SingleProcess | None = None) -> SAE:
-    """Train `sae` on `data` (rows of activations, or `step -> batch`); returns it acting on raw activations.
-    `raw`: rows aligned with `data` holding the activations before a residual was taken (boosting), used by
-    `b_dec_data='raw'` and by the authors' AuxK target; with `transform`, the untransformed batch plays that part."""
+def train_steps(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Callable[[Tensor], Tensor] | None = None,
+                raw=None, on_step: Callable[[int, dict], None] | None = None, desc: str = "train",
+                comm: SingleProcess | None = None, offset: int = 0):
+    """`train_sae` one step at a time: a generator that yields `offset + step` before it takes step `step`, and returns
+    the trained SAE. Several of them stepped in turn train several SAEs on one pass over a stream (`run_together`).
+    It first yields `offset` before it reads anything (its initialisation reads the data's start)."""
+    yield offset
     cfg, comm = cfg or TrainConfig(), comm or SingleProcess()
     if cfg.batch_size % comm.world_size:
         raise ValueError(f"batch_size={cfg.batch_size} cannot be split equally over {comm.world_size} processes: "
@@ -390,12 +416,14 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
         x = source(step, comm.rank, comm.world_size).to(device=device, dtype=torch.float32)
         if x.shape[-1] != sae.d_in or x.ndim != (3 if isinstance(source, MemberBatches) else 2):
             raise ValueError(f"step {step}: batch has shape {tuple(x.shape)}, expected [n, d_in={sae.d_in}]")
-        _finite_or_raise(x, step, "the activation batch")
+        watch.note(x, step, 0)
         return x
 
     bar = tqdm(range(start, cfg.n_steps), desc=desc, disable=not (cfg.progress and comm.is_main), initial=start, total=cfg.n_steps)
-    ema, t0 = None, time.perf_counter()
+    ema, t0, watch = None, time.perf_counter(), FiniteWatch(device)
+    names = ("loss", "mse", "l0", "aux", "ev", "dead")
     for step in bar:
+        yield offset + step
         x = batch(src, step)
         x_raw = None                        # the authors' AuxK target for a boosting stage: the batch before any residual
         if aux_raw: x_raw = (batch(raw_src, step) if raw_src is not None else x) * scale
@@ -408,7 +436,7 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
         with amp:
             out = comm.loss(sae, x, sparsity_scale=lam, aux=aux)
             loss = without_norm_pull(sae, out, lam) if plain_l1 else out.loss
-        _finite_or_raise(loss.detach(), step, "the loss")
+        watch.note(loss.detach(), step, 1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         comm.sync_grads(sae)
@@ -420,17 +448,24 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
         with torch.no_grad():
             fired = comm.any(out.fired)
             since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + x.shape[-2] * comm.world_size)
-            info = dict(step=step, loss=comm.mean(out.loss.detach()).item() / max(1, sae.n_members or 1),
-                        mse=comm.mean(out.mse.mean()).item(), l0=comm.mean(out.l0.mean()).item(),
-                        ev=_batch_ev(x, out.x_hat, comm), dead=dead.float().mean().item(),
-                        aux=comm.mean(out.aux.mean()).item(), lr=lr_at(cfg, step))
-        ema = info if ema is None else {k: 0.9 * ema[k] + 0.1 * v for k, v in info.items()}
-        if step % cfg.log_every == 0 or step == cfg.n_steps - 1:
-            history.append(info)
-            bar.set_postfix(loss=f"{ema['loss']:.3g}", l0=f"{ema['l0']:.1f}", ev=f"{ema['ev']:.3f}",
-                            tok_s=f"{(step + 1 - start) * cfg.batch_size / (time.perf_counter() - t0):.3g}")
-        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0: save(step + 1)
-        if on_step is not None: on_step(step, info)
+            dt = torch.promote_types(out.loss.dtype, torch.float32)      # float64 SAEs keep float64 statistics
+            per_rank = torch.stack([t.to(dt) for t in (out.loss.detach(), out.mse.mean(), out.l0.mean(), out.aux.mean())])
+            stats = torch.cat([comm.mean(per_rank), torch.stack([_ev_tensor(x, out.x_hat, comm).to(dt), dead.float().mean().to(dt)])])
+            ema = stats if ema is None else 0.9 * ema + 0.1 * stats
+        log_now = step % cfg.log_every == 0 or step == cfg.n_steps - 1
+        save_now = cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0
+        if log_now or save_now or on_step is not None:     # the only places the statistics are read
+            watch.check()
+            info = dict(step=step, **dict(zip(names, stats.tolist())), lr=lr_at(cfg, step))
+            info["loss"] /= max(1, sae.n_members or 1)
+            if log_now:
+                history.append(info)
+                e = dict(zip(names, ema.tolist()))
+                bar.set_postfix(loss=f"{e['loss'] / max(1, sae.n_members or 1):.3g}", l0=f"{e['l0']:.1f}", ev=f"{e['ev']:.3f}",
+                                tok_s=f"{(step + 1 - start) * cfg.batch_size / (time.perf_counter() - t0):.3g}")
+            if save_now: save(step + 1)
+            if on_step is not None: on_step(step, info)
+    watch.check()
     if start < cfg.n_steps or ckpt is None or not ckpt.exists(): save(cfg.n_steps)
 
     sae.eval()
@@ -438,6 +473,42 @@ def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Call
     if mode == "penalise": sae.normalize_decoder_()
     sae.history, sae.activation_scale = history, scale
     return sae
+
+def run_steps(steps):
+    "Run a step generator (`train_steps`, or a trainer made of them) to its end; what it returns."
+    while True:
+        try: next(steps)
+        except StopIteration as e: return e.value
+
+def train_sae(sae: SAE, data, cfg: TrainConfig | None = None, *, transform: Callable[[Tensor], Tensor] | None = None,
+              raw=None, on_step: Callable[[int, dict], None] | None = None, desc: str = "train",
+              comm: SingleProcess | None = None) -> SAE:
+    """Train `sae` on `data` (rows of activations, or `step -> batch`); returns it acting on raw activations.
+    `raw`: rows aligned with `data` holding the activations before a residual was taken (boosting), used by
+    `b_dec_data='raw'` and by the authors' AuxK target; with `transform`, the untransformed batch plays that part."""
+    return run_steps(train_steps(sae, data, cfg, transform=transform, raw=raw, on_step=on_step, desc=desc, comm=comm))
+
+def run_together(jobs: dict, on_done: Callable[[object, object], None] | None = None, until: int | None = None,
+                 pending: dict | None = None) -> dict:
+    """Step the generators `jobs` (`{key: train_steps-like}`) so that at every moment they are at the same place in the
+    data: each round advances the jobs whose next position (what they yield) is smallest. On a stream every fill is
+    then computed once for all of them. `on_done(key, result)` is called as each one ends; returns `{key: result}`.
+    `until`: stop before any job goes to that position or beyond; the jobs not finished are left in `pending` (a dict
+    given here, filled in: `{key: next position}`), and a later call with the same `pending` goes on with them."""
+    nxt = pending if pending is not None else {}
+    out = {}
+    def advance(k):
+        try: nxt[k] = next(jobs[k])
+        except StopIteration as e:
+            nxt.pop(k, None); out[k] = e.value
+            if on_done is not None: on_done(k, e.value)
+    for k in jobs:
+        if k not in nxt: advance(k)
+    while nxt:
+        low = min(nxt.values())
+        if until is not None and low >= until: break
+        for k in [k for k, v in nxt.items() if v == low]: advance(k)
+    return out
 
 
 # %% ../nbs/02_train.ipynb #e7df252a

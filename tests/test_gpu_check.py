@@ -93,3 +93,26 @@ def test_distributed(run):
     r = run[1]["checks"]["distributed"]["result"]
     assert r["backend"] == "gloo" and r["world_size"] == 1 and r["exit_status"] == 0 and r["resume_exact"] is True
     assert all(dw == 0 and dh == 0 for dw, dh in r["max_differences"].values())
+
+
+def test_smoke(run):
+    "bench/gpu_smoke.py, run first by gpu_check.sh: every part ends ok, on the CPU everything trains, reloads and evaluates there."
+    p, _, out = run
+    smoke = json.loads((out / "smoke.json").read_text())
+    assert smoke["device"] == "cpu" and list(smoke["parts"]) == ["placement", "forwards", "tokenizer", "sae_step"]
+    for name, part in smoke["parts"].items(): assert part["status"] == "ok", (name, part.get("error"))
+    place = smoke["parts"]["placement"]
+    for asked in ("device unset", "device cpu"):
+        assert {place[asked][k] for k in ("trained_on", "returned_on", "reloaded_on", "evaluated_on")} == {"cpu"}
+    assert place["device unset"]["train_config_device"] == "cpu"          # resolved before training, not left to the SAE
+    settings = ("gelu-1l", "pythia-160m", "gemma-2-2b")
+    for s in settings:
+        runs = smoke["parts"]["forwards"][s]["runs"]
+        assert runs and all(r["status"] == "ok" and positive(r["tokens_per_s"]) and r["peak_gib"] is None for r in runs.values()), runs
+    assert "eager" in smoke["parts"]["forwards"]["gemma-2-2b"]["runs"]     # on the CPU Gemma 2 keeps eager attention
+    assert positive(smoke["parts"]["tokenizer"]["tokens_per_s"])
+    for s in settings:
+        step = smoke["parts"]["sae_step"][s]
+        assert set(step["runs"]) == {"fp32", "tf32", "bf16"} and positive(step["estimate_gib"])
+        assert all(r["status"] == "ok" and positive(r["step_s"]) for r in step["runs"].values()), step["runs"]
+    assert "[smoke] sae_step:" in p.stdout
