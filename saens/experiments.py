@@ -27,9 +27,9 @@ from .train import SingleProcess, TrainConfig, resolve_device, run_together
 
 # %% auto #0
 __all__ = ['CODE_BYTES', 'SEED_SET_STRIDE', 'METHOD_IO', 'cache_dir', 'run_dir', 'get_cache', 'open_stream', 'training_data',
-           'ResourceError', 'model_keys', 'model_bytes', 'first_passes', 'resource_estimate', 'check_resources',
-           'method_seed', 'train_methods', 'train_and_evaluate', 'sub_ensembles', 'run_experiment', 'coefficient_sweep',
-           'run_setting']
+           'ResourceError', 'code_bytes', 'model_keys', 'model_bytes', 'first_passes', 'resource_estimate',
+           'check_resources', 'method_seed', 'train_methods', 'train_and_evaluate', 'sub_ensembles', 'run_experiment',
+           'coefficient_sweep', 'run_setting']
 
 # %% ../nbs/08_experiments.ipynb #496580a0
 def cache_dir(exp: Experiment) -> Path:
@@ -78,6 +78,10 @@ def _n_params(arch: str, d_in: int, d_sae: int) -> int:
 # memory that a few steps add (tests/test_memory_estimate.py measures again and holds the estimate within 25%).
 CODE_BYTES = dict(relu=(16, 17), topk=(8, 12), batchtopk=(28, 27), jumprelu=(29, 30))
 
+def code_bytes(arch: str) -> tuple[int, int]:
+    "`CODE_BYTES` of `arch`; an architecture of your own gets more than the most measured."
+    return CODE_BYTES.get(arch, (32, 32))
+
 def model_keys(exp: Experiment, methods=METHODS) -> list[tuple]:
     "The models of a comparison, `(method, J, seed)`, in the order they are trained."
     return [(method, J, s) for s in range(exp.n_ensembles) for method in methods
@@ -87,7 +91,7 @@ def model_bytes(exp: Experiment, method: str, J: int) -> int:
     """Device memory one model holds while it trains: weights, gradients and Adam's moments (16 bytes a parameter) and
     one batch's `CODE_BYTES`; for boosting, its first member (a later one trains one member and runs the frozen ones)."""
     d, m, B = exp.d_in, exp.d_sae, exp.train_config().batch_size
-    one, stacked = CODE_BYTES.get(exp.arch, (32, 32))        # an architecture of your own: the most measured, and more
+    one, stacked = code_bytes(exp.arch)
     if method == "expanded": return 16 * _n_params(exp.arch, d, J * m) + one * B * J * m
     if method == "bagging": return 16 * J * _n_params(exp.arch, d, m) + stacked * B * J * m
     return 16 * _n_params(exp.arch, d, m) + one * B * m
@@ -124,7 +128,7 @@ def resource_estimate(exp: Experiment, lm=None, free: int | None = None) -> dict
         device[f"SAEs of the largest first pass ({len(big)} of {sum(map(len, groups))} models; {len(groups)} first passes)"] = size(big)
     else:
         device["SAE weights, gradients, Adam moments"] = 16 * max(P_wide, P_stack)
-        device["one batch: pre-activations, codes, gradients"] = max(CODE_BYTES.get(exp.arch, (32, 32))) * B * J * m
+        device["one batch: pre-activations, codes, gradients"] = max(code_bytes(exp.arch)) * B * J * m
     done = (cache_dir(exp) / "manifest.json").exists() and ActivationCache(cache_dir(exp)).complete
     per_seed = P_wide * len(exp.expanded_J) + P_stack + P_stack   # expanded, bagging, boosting's J members
     disk = {"held-out cache": 0 if done else exp.n_eval_tokens * d * store,
